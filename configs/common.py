@@ -1,0 +1,150 @@
+"""Shared defaults for every experiment config (plain data: no imports from resizer/).
+
+Each experiment file builds on `base_config()` and `resizer_config()`, and
+parses its command-line argument (`--config=configs/x.py:resizer=bicubic,res=368`)
+with `parse_arg`.
+"""
+
+import ml_collections
+
+# `resizer=` argument values → (kind, interpolation).
+RESIZER_CHOICES = {
+    'learned': ('learned', 'bilinear'),
+    'bilinear': ('fixed', 'bilinear'),
+    'bicubic': ('fixed', 'bicubic'),
+    'lanczos3': ('fixed', 'lanczos3'),
+    'nearest': ('fixed', 'nearest'),
+    'muller': ('muller', 'bilinear'),
+    'none': ('none', 'bilinear'),
+}
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses 'key=value,key=value' into a ConfigDict over `defaults`.
+
+  Values are converted to the type of the default. Unknown keys fail with
+  the list of known ones.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    if not sep or key not in defaults:
+      raise ValueError(f'config argument {item!r} is invalid; expected '
+                       f'key=value with key one of {sorted(defaults)}.')
+    default = defaults[key]
+    if isinstance(default, bool):
+      if value.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(f'config argument {key}={value!r} must be true/false.')
+      parsed[key] = value.lower() in ('true', '1')
+    else:
+      try:
+        parsed[key] = type(default)(value)
+      except ValueError:
+        raise ValueError(f'config argument {key}={value!r} must be of type '
+                         f'{type(default).__name__}.') from None
+  return parsed
+
+
+def resizer_config(choice: str, in_size: int, out_size: int,
+                   antialias: bool = False) -> ml_collections.ConfigDict:
+  """The `config.resizer` block for a `resizer=` choice.
+
+  'none' means the input pipeline resizes straight to `out_size` (its
+  in_size is set to out_size); every other choice receives `in_size` images
+  and resizes them on the accelerator.
+  """
+  if choice not in RESIZER_CHOICES:
+    raise ValueError(f'config argument resizer={choice!r} is invalid; expected '
+                     f'one of {sorted(RESIZER_CHOICES)}.')
+  kind, interpolation = RESIZER_CHOICES[choice]
+  return ml_collections.ConfigDict(dict(
+      kind=kind,
+      in_size=out_size if kind == 'none' else in_size,
+      out_size=out_size,
+      interpolation=interpolation,
+      antialias=antialias,       # jax.image.resize's default is True; TF's is False.
+      num_filters=16,            # learned: n
+      num_res_blocks=1,          # learned: r
+      num_layers=2,              # muller
+      kernel_size=5,             # muller
+      stddev=1.0,                # muller
+      avg_pool=False,            # muller
+  ))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults every experiment starts from: the paper's ImageNet recipe."""
+  config = ml_collections.ConfigDict()
+  config.name = ''                 # set by resizer.main to the config file
+  config.seed = 0
+  config.task = 'classification'
+
+  config.input = ml_collections.ConfigDict(dict(
+      dataset='imagenet2012',
+      data_dir=ml_collections.config_dict.placeholder(str),  # default: TFDS_DATA_DIR or ~/tensorflow_datasets
+      prepare=False,                   # True: download_and_prepare on first use
+      image_key='image',
+      label_key='label',
+      train_split='train',
+      eval_split='validation',
+      batch_size=256,                  # global, over all devices and hosts
+      eval_batch_size=256,
+      shuffle_buffer=16_384,
+      cache_train=False,               # cache the (encoded) records in memory
+      crop_area_range=(0.08, 1.0),     # random resized crop at resizer.in_size
+      aspect_ratio_range=(3 / 4, 4 / 3),
+      flip=True,
+      eval_crop_fraction=0.875,        # center crop of the shorter side
+      interpolation='bilinear',        # the pipeline's own resize to in_size
+      antialias=False,
+      prefetch_batches=2,
+  ))
+  config.model = ml_collections.ConfigDict(dict(
+      name='densenet121', num_classes=1000, dtype='bfloat16'))
+  config.resizer = resizer_config('learned', 448, 224)
+
+  config.loss = ml_collections.ConfigDict(dict(label_smoothing=0.1))
+  config.optim = ml_collections.ConfigDict(dict(
+      name='sgd',                  # 'sgd' (momentum) | 'adam' | 'adamw'
+      learning_rate=0.05,          # the paper: 0.05 from scratch, 0.005 fine-tuning
+      momentum=0.9,
+      nesterov=False,
+      schedule='step',             # 'step' (×decay_factor every decay_epochs) | 'cosine' | 'constant'
+      decay_factor=0.94,
+      decay_epochs=2.0,
+      warmup_epochs=0.0,
+      weight_decay=4e-5,           # on kernels only; L2 added to gradients (decoupled for adamw)
+      grad_clip_norm=0.0,          # 0: no clipping
+      resizer_lr_mult=1.0,
+      backbone_lr_mult=1.0,
+      freeze='',                   # '' | 'resizer' | 'backbone'
+  ))
+  config.num_epochs = 90.0
+  config.total_steps = 0           # > 0 overrides num_epochs
+  config.bn_cross_device = True    # False: per-device BatchNorm statistics
+
+  config.log_every_steps = 100
+  config.eval_every_steps = 5_000  # and always at the end
+  config.checkpoint_every_steps = 2_000
+  config.keep_checkpoints = 3
+  config.image_summary_every_steps = 5_000   # 0 disables
+  config.profile_steps = 0                   # > 0: profile that many steps once
+  config.eval_only = False
+
+  config.init_from = ml_collections.ConfigDict(dict(
+      workdir='',      # another run's workdir to warm-start from
+      parts='all',     # 'all' | 'backbone' | 'resizer'
+  ))
+  return config
+
+
+def imagenet_config(arg: str | None, backbone: str,
+                    default_res: int = 448) -> ml_collections.ConfigDict:
+  """The paper's ImageNet setting for `backbone`, with `resizer=` and `res=`
+  (resizer input), `out=` (backbone input) and `antialias=` arguments."""
+  arg = parse_arg(arg, resizer='learned', res=default_res, out=224,
+                  antialias=False)
+  config = base_config()
+  config.model.name = backbone
+  config.resizer = resizer_config(arg.resizer, arg.res, arg.out, arg.antialias)
+  return config

@@ -1,0 +1,42 @@
+"""Conventions shared by every backbone in the zoo.
+
+Every backbone is a `flax.linen` module with the fields `num_classes`,
+`dtype` (the compute dtype; parameters stay float32) and `bn_axis_name`
+(the mesh axis over which BatchNorm statistics are synchronised, or None for
+statistics over whatever batch the module sees), and is called as
+`module(images, train=bool)` on NHWC images of any spatial size its pooling
+allows. It returns logits in `dtype`; the composite model casts them to
+float32.
+"""
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+ModuleDef = Any
+Dtype = Any
+
+
+def batch_norm(train: bool, dtype: Dtype, axis_name: str | None, *,
+               momentum: float = 0.9, epsilon: float = 1e-5,
+               **kwargs) -> Callable[..., nn.BatchNorm]:
+  """A BatchNorm constructor with the zoo's defaults (torchvision's: eps 1e-5,
+  running-average momentum 0.1, i.e. flax momentum 0.9)."""
+  return functools.partial(
+      nn.BatchNorm, use_running_average=not train, momentum=momentum,
+      epsilon=epsilon, dtype=dtype, axis_name=axis_name, **kwargs)
+
+
+def same_padding(kernel_size: int) -> Sequence[tuple[int, int]]:
+  """Symmetric padding k//2 on each side, as torchvision and Keras use, so
+  imported weights see the same pixels (flax's 'SAME' pads asymmetrically
+  for strided convolutions)."""
+  p = kernel_size // 2
+  return ((p, p), (p, p))
+
+
+def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
+  """Mean over the spatial axes: works at any input resolution."""
+  return jnp.mean(x, axis=(1, 2))

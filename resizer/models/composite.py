@@ -1,0 +1,164 @@
+"""The model the trainer trains: a resizer, then a backbone; built from a config.
+
+`build_model(config)` reads two config blocks (any mapping with `.get`; an
+`ml_collections.ConfigDict` in practice):
+
+  config.resizer: kind ('learned' | 'fixed' | 'muller' | 'none'), in_size,
+      out_size, interpolation, antialias, and per kind num_filters,
+      num_res_blocks (learned), num_layers, kernel_size, stddev, avg_pool
+      (muller).
+  config.model: name (a key of BACKBONES), num_classes, dtype ('float32' |
+      'bfloat16' | 'float16').
+
+Sizes are an int (square) or a (height, width) pair.
+"""
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from resizer.models import densenet, efficientnet, inception, mobilenet, resnet
+from resizer.models.common import Dtype, ModuleDef
+from resizer.models.resizers import (FixedResizer, IdentityResizer,
+                                     LearnedResizer, MullerResizer)
+
+BACKBONES: dict[str, ModuleDef] = {
+    'resnet18': resnet.ResNet18,
+    'resnet50': resnet.ResNet50,
+    'densenet121': densenet.DenseNet121,
+    'mobilenet_v2': mobilenet.MobileNetV2,
+    'inception_v2': inception.InceptionV2,
+    'efficientnet_b0': efficientnet.EfficientNetB0,
+    # Test- and demo-sized variants: seconds to compile on a CPU.
+    'resnet_tiny': resnet.ResNetTiny,
+    'densenet_tiny': densenet.DenseNetTiny,
+    'mobilenet_v2_tiny': mobilenet.MobileNetV2Tiny,
+    'efficientnet_tiny': efficientnet.EfficientNetTiny,
+}
+
+RESIZER_KINDS = ('learned', 'fixed', 'muller', 'none')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
+          'float16': jnp.float16}
+
+# ImageNet statistics of images scaled to [0, 1].
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ResizerBackbone(nn.Module):
+  """Images → resizer → normalisation → backbone → float32 logits.
+
+  Takes uint8 images (scaled by 1/255) or float images in [0, 1]; the
+  resizer works in that [0, 1] range, so its output can be shown as an
+  image. The resized batch is sown as `intermediates/resized`; `resize`
+  returns it directly.
+  """
+  resizer: nn.Module
+  backbone: nn.Module
+  dtype: Dtype = jnp.float32
+  mean: Sequence[float] = IMAGENET_MEAN
+  std: Sequence[float] = IMAGENET_STD
+
+  def resize(self, images, train: bool = False):
+    """The resizer's output for `images`, in the [0, 1] value range."""
+    if images.dtype == jnp.uint8:
+      images = images.astype(self.dtype) / 255
+    return self.resizer(images.astype(self.dtype), train=train)
+
+  def __call__(self, images, train: bool = True):
+    resized = self.resize(images, train=train)
+    self.sow('intermediates', 'resized', resized)
+    mean = jnp.asarray(self.mean, self.dtype)
+    std = jnp.asarray(self.std, self.dtype)
+    logits = self.backbone((resized - mean) / std, train=train)
+    return logits.astype(jnp.float32)
+
+
+def as_size(value: Any, key: str) -> tuple[int, int]:
+  """An int or (h, w) pair from a config, as a (h, w) tuple; names `key` if bad."""
+  pair = (value, value) if isinstance(value, int) else value
+  if (isinstance(pair, Sequence) and len(pair) == 2
+      and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+              for v in pair)):
+    return tuple(pair)
+  raise ValueError(f'{key}={value!r} is invalid; expected a positive integer '
+                   'or a (height, width) pair of positive integers.')
+
+
+def _with_key(prefix: str, fn, **kwargs):
+  """Builds a module, prefixing a construction error with the config block."""
+  try:
+    return fn(**kwargs)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f'{prefix}: {e}') from e
+
+
+def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
+                  bn_axis_name: str | None = None) -> nn.Module:
+  """The resizer described by a `config.resizer` block."""
+  kind = cfg.get('kind')
+  if kind not in RESIZER_KINDS:
+    raise ValueError(f'config.resizer.kind={kind!r} is invalid; expected one '
+                     f'of {list(RESIZER_KINDS)}.')
+  in_size = as_size(cfg.get('in_size'), 'config.resizer.in_size')
+  out_size = as_size(cfg.get('out_size'), 'config.resizer.out_size')
+  prefix = f'config.resizer (kind={kind!r})'
+  common = dict(out_size=out_size,
+                interpolation=cfg.get('interpolation', 'bilinear'),
+                antialias=cfg.get('antialias', False))
+  if kind == 'none':
+    if in_size != out_size:
+      raise ValueError(
+          f"config.resizer.in_size={in_size} must equal config.resizer.out_size"
+          f"={out_size} with kind 'none' (the input pipeline does the resizing).")
+    return _with_key(prefix, IdentityResizer, out_size=out_size)
+  if kind == 'fixed':
+    return _with_key(prefix, FixedResizer, **common)
+  if kind == 'muller':
+    return _with_key(prefix, MullerResizer, **common, dtype=dtype,
+                     num_layers=cfg.get('num_layers', 2),
+                     kernel_size=cfg.get('kernel_size', 5),
+                     stddev=cfg.get('stddev', 1.0),
+                     avg_pool=cfg.get('avg_pool', False))
+  return _with_key(prefix, LearnedResizer, **common, dtype=dtype,
+                   bn_axis_name=bn_axis_name,
+                   num_filters=cfg.get('num_filters', 16),
+                   num_res_blocks=cfg.get('num_res_blocks', 1))
+
+
+def compute_dtype(model_cfg: Mapping) -> Dtype:
+  """The jnp dtype named by `config.model.dtype`."""
+  name = model_cfg.get('dtype', 'float32')
+  if name not in DTYPES:
+    raise ValueError(f'config.model.dtype={name!r} is invalid; expected one '
+                     f'of {list(DTYPES)}.')
+  return DTYPES[name]
+
+
+def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
+  """The backbone described by a `config.model` block."""
+  name = cfg.get('name')
+  if name not in BACKBONES:
+    raise ValueError(f'config.model.name={name!r} is invalid; expected one of '
+                     f'{sorted(BACKBONES)}.')
+  num_classes = cfg.get('num_classes')
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f'config.model.num_classes={num_classes!r} is invalid; '
+                     'expected an integer >= 1.')
+  return BACKBONES[name](num_classes=num_classes, dtype=compute_dtype(cfg),
+                         bn_axis_name=bn_axis_name)
+
+
+def build_model(config: Mapping, bn_axis_name: str | None = None
+                ) -> ResizerBackbone:
+  """The resizer → backbone model of a config with `resizer` and `model` blocks.
+
+  `bn_axis_name` is the mesh axis over which BatchNorm statistics are
+  averaged; only valid inside a `shard_map` over that axis.
+  """
+  dtype = compute_dtype(config['model'])
+  return ResizerBackbone(
+      resizer=build_resizer(config['resizer'], dtype, bn_axis_name),
+      backbone=build_backbone(config['model'], bn_axis_name),
+      dtype=dtype)

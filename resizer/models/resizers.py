@@ -1,0 +1,229 @@
+"""Resizers: the paper's learned resizer and the baselines it is compared to.
+
+Every resizer is a linen module called as `resizer(images, train=bool)` on
+NHWC float images (values in [0, 1]) of any spatial size, returning images
+of `out_size = (height, width)` in the same value range, so that any of them
+can stand in front of any backbone.
+
+Interpolation goes through `jax.image.resize`, which antialiases by default
+when it downscales. The paper's implementations used TensorFlow's resize,
+which does not, so every resizer here takes `antialias` explicitly and
+defaults it to False.
+"""
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resizer.models.common import Dtype, ModuleDef
+
+# Names accepted for `interpolation`, mapped to `jax.image.resize` methods.
+INTERPOLATIONS = {
+    'nearest': 'nearest',
+    'bilinear': 'linear',
+    'bicubic': 'cubic',
+    'lanczos3': 'lanczos3',
+    'lanczos5': 'lanczos5',
+}
+
+
+def _check(ok: bool, owner: str, field: str, value, expected: str):
+  if not ok:
+    raise ValueError(f'{owner}: {field}={value!r} is invalid; expected {expected}.')
+
+
+def check_size(owner: str, field: str, size) -> None:
+  """Checks that `size` is a (height, width) pair of positive ints."""
+  _check(isinstance(size, Sequence) and len(size) == 2
+         and all(isinstance(s, int) and s > 0 for s in size),
+         owner, field, size, 'a (height, width) pair of positive integers')
+
+
+def check_interpolation(owner: str, interpolation: str) -> None:
+  _check(interpolation in INTERPOLATIONS, owner, 'interpolation',
+         interpolation, f'one of {sorted(INTERPOLATIONS)}')
+
+
+def resize(x: jnp.ndarray, out_size: Sequence[int], interpolation: str,
+           antialias: bool) -> jnp.ndarray:
+  """Resizes the spatial axes of an NHWC batch with a fixed interpolation."""
+  shape = (x.shape[0], *out_size, x.shape[-1])
+  return jax.image.resize(x, shape, method=INTERPOLATIONS[interpolation],
+                          antialias=antialias)
+
+
+class FixedResizer(nn.Module):
+  """A fixed interpolation to `out_size`; no parameters."""
+  out_size: Sequence[int]
+  interpolation: str = 'bilinear'
+  antialias: bool = False
+
+  def __post_init__(self):
+    check_size('FixedResizer', 'out_size', self.out_size)
+    check_interpolation('FixedResizer', self.interpolation)
+    super().__post_init__()
+
+  def __call__(self, x, train: bool = True):
+    del train  # No state.
+    return resize(x, self.out_size, self.interpolation, self.antialias)
+
+
+class IdentityResizer(nn.Module):
+  """No resizing: the input pipeline already produced `out_size` images."""
+  out_size: Sequence[int]
+
+  def __post_init__(self):
+    check_size('IdentityResizer', 'out_size', self.out_size)
+    super().__post_init__()
+
+  def __call__(self, x, train: bool = True):
+    del train
+    if tuple(x.shape[1:3]) != tuple(self.out_size):
+      raise ValueError(
+          f"resizer kind 'none' expects images of size {tuple(self.out_size)} "
+          f'from the input pipeline, got {tuple(x.shape[1:3])}; set '
+          'resizer.in_size equal to resizer.out_size or choose another kind.')
+    return x
+
+
+class ResBlock(nn.Module):
+  """y + BN(conv3x3(LeakyReLU(BN(conv3x3(y))))), convolutions without bias."""
+  conv: ModuleDef
+  norm: ModuleDef
+  negative_slope: float
+
+  @nn.compact
+  def __call__(self, y):
+    z = self.conv(name='conv1')(y)
+    z = nn.leaky_relu(self.norm(name='bn1')(z), self.negative_slope)
+    z = self.conv(name='conv2')(z)
+    return y + self.norm(name='bn2')(z)
+
+
+class LearnedResizer(nn.Module):
+  """The learned resizer of Talebi & Milanfar (ICCV 2021), Figure 2.
+
+  The output is the naive resize of the input plus a learned, unbounded
+  residual computed from features taken at the input resolution and resized
+  to `out_size` (a bottleneck when downscaling, an inverse bottleneck when
+  upscaling). With the defaults (16 filters, one residual block) it has
+  12,035 trainable parameters and 128 BatchNorm statistics.
+  """
+  out_size: Sequence[int]
+  num_filters: int = 16
+  num_res_blocks: int = 1
+  interpolation: str = 'bilinear'
+  antialias: bool = False
+  negative_slope: float = 0.2
+  dtype: Dtype = jnp.float32
+  bn_axis_name: str | None = None
+  # Keras' BatchNormalization epsilon (the paper's framework); the momentum is
+  # the zoo's 0.9 so that short runs get usable running statistics.
+  bn_epsilon: float = 1e-3
+  bn_momentum: float = 0.9
+
+  def __post_init__(self):
+    owner = 'LearnedResizer'
+    check_size(owner, 'out_size', self.out_size)
+    check_interpolation(owner, self.interpolation)
+    _check(isinstance(self.num_filters, int) and self.num_filters >= 1, owner,
+           'num_filters', self.num_filters, 'an integer >= 1')
+    _check(isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
+           owner, 'num_res_blocks', self.num_res_blocks, 'an integer >= 1')
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    x = x.astype(self.dtype)
+    act = functools.partial(nn.leaky_relu, negative_slope=self.negative_slope)
+    norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.bn_axis_name)
+    conv3x3 = functools.partial(nn.Conv, self.num_filters, (3, 3), padding='SAME',
+                                use_bias=False, dtype=self.dtype)
+    resize_to_target = functools.partial(
+        resize, out_size=self.out_size, interpolation=self.interpolation,
+        antialias=self.antialias)
+
+    naive = resize_to_target(x)
+    f = act(nn.Conv(self.num_filters, (7, 7), padding='SAME', dtype=self.dtype,
+                    name='conv_in')(x))
+    f = act(nn.Conv(self.num_filters, (1, 1), dtype=self.dtype,
+                    name='conv_1x1')(f))
+    f = norm(name='bn_in')(f)
+    bottleneck = resize_to_target(f)
+
+    y = bottleneck
+    for i in range(self.num_res_blocks):
+      # Chained: block i refines block i-1's output, not the bottleneck.
+      y = ResBlock(conv3x3, norm, self.negative_slope, name=f'res_block{i + 1}')(y)
+    y = norm(name='bn_out')(conv3x3(name='conv_out')(y))
+    y = y + bottleneck
+    y = nn.Conv(x.shape[-1], (7, 7), padding='SAME', dtype=self.dtype,
+                name='conv_to_image')(y)
+    return y + naive
+
+
+class MullerResizer(nn.Module):
+  """MULLER (Tu, Milanfar & Talebi, ICCV 2023): a multilayer Laplacian resizer.
+
+  `out = resize(x) + sum_l tanh(w_l * resize(blur_l(x) - blur_{l-1}(x)) + b_l)`
+  with one scalar weight and bias per layer, zero-initialised, so at
+  initialisation it equals its base resize (the tanh terms are tanh(0) = 0).
+  The blur is a separable Gaussian with zero ('SAME') padding, as in the
+  reference implementation.
+  """
+  out_size: Sequence[int]
+  num_layers: int = 2
+  interpolation: str = 'bilinear'
+  antialias: bool = False
+  kernel_size: int = 5
+  stddev: float = 1.0
+  avg_pool: bool = False
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    owner = 'MullerResizer'
+    check_size(owner, 'out_size', self.out_size)
+    check_interpolation(owner, self.interpolation)
+    _check(isinstance(self.num_layers, int) and self.num_layers >= 1, owner,
+           'num_layers', self.num_layers, 'an integer >= 1')
+    _check(isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1,
+           owner, 'kernel_size', self.kernel_size, 'an odd positive integer')
+    super().__post_init__()
+
+  def _base_resize(self, x):
+    strides = (x.shape[1] // self.out_size[0], x.shape[2] // self.out_size[1])
+    if self.avg_pool and min(strides) > 1:
+      x = nn.avg_pool(x, strides, strides=strides, padding='SAME',
+                      count_include_pad=False)
+    return resize(x, self.out_size, self.interpolation, self.antialias)
+
+  def _blur(self, x):
+    radius = self.kernel_size // 2
+    t = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    k = jnp.exp(-t**2 / (2.0 * self.stddev**2))
+    k = (k / k.sum()).astype(x.dtype)
+    c = x.shape[-1]
+    conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1),
+                             padding='SAME', feature_group_count=c,
+                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    x = conv(x, jnp.tile(k.reshape(1, -1, 1, 1), (1, 1, 1, c)))
+    return conv(x, jnp.tile(k.reshape(-1, 1, 1, 1), (1, 1, 1, c)))
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    del train
+    x = x.astype(self.dtype)
+    net = self._base_resize(x)
+    for layer in range(1, self.num_layers + 1):
+      w = self.param(f'weight_{layer}', nn.initializers.zeros, ())
+      b = self.param(f'bias_{layer}', nn.initializers.zeros, ())
+      blurred = self._blur(x)
+      detail = self._base_resize(blurred - x)
+      net = net + jnp.tanh(w.astype(self.dtype) * detail + b.astype(self.dtype))
+      x = blurred
+    return net

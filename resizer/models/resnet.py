@@ -1,0 +1,97 @@
+"""ResNet v1.5 (torchvision layout: the stride sits on the 3x3 convolution).
+
+ResNet-18 has 11,689,512 and ResNet-50 25,557,032 trainable parameters at
+1000 classes, as torchvision's `resnet18` / `resnet50`.
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from resizer.models.common import (Dtype, ModuleDef, batch_norm,
+                                   global_avg_pool, same_padding)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions (ResNet-18/34)."""
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (3, 3), (self.strides,) * 2,
+                  padding=same_padding(3), name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.filters, (3, 3), padding=same_padding(3),
+                  name='conv2')(y)
+    # Zero-initialised scale: each block starts as the identity.
+    y = self.norm(scale_init=nn.initializers.zeros, name='bn2')(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters, (1, 1), (self.strides,) * 2,
+                           name='downsample_conv')(residual)
+      residual = self.norm(name='downsample_bn')(residual)
+    return nn.relu(residual + y)
+
+
+class BottleneckBlock(nn.Module):
+  """1x1 → 3x3 (strided) → 1x1 with 4x expansion (ResNet-50 v1.5)."""
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (1, 1), name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.filters, (3, 3), (self.strides,) * 2,
+                  padding=same_padding(3), name='conv2')(y)
+    y = nn.relu(self.norm(name='bn2')(y))
+    y = self.conv(self.filters * 4, (1, 1), name='conv3')(y)
+    y = self.norm(scale_init=nn.initializers.zeros, name='bn3')(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * 4, (1, 1), (self.strides,) * 2,
+                           name='downsample_conv')(residual)
+      residual = self.norm(name='downsample_bn')(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """ResNet for classification at any input size of at least 32x32."""
+  stage_sizes: Sequence[int]
+  block_cls: ModuleDef
+  num_classes: int = 1000
+  num_filters: int = 64
+  dtype: Dtype = jnp.float32
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    norm = batch_norm(train, self.dtype, self.bn_axis_name)
+    x = conv(self.num_filters, (7, 7), (2, 2), padding=same_padding(7),
+             name='conv_stem')(x)
+    x = nn.relu(norm(name='bn_stem')(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=same_padding(3))
+    for i, block_size in enumerate(self.stage_sizes):
+      for j in range(block_size):
+        strides = 2 if i > 0 and j == 0 else 1
+        x = self.block_cls(self.num_filters * 2**i, conv=conv, norm=norm,
+                           strides=strides, name=f'stage{i + 1}_block{j + 1}')(x)
+    x = global_avg_pool(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
+
+
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2),
+                             block_cls=BasicBlock)
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
+                             block_cls=BottleneckBlock)
+# Test-only: one block per stage, 8 filters; seconds to compile on a CPU.
+ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), block_cls=BasicBlock,
+                               num_filters=8)

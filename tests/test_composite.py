@@ -1,0 +1,74 @@
+"""The resizer → backbone model and its construction from config blocks."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import common
+from resizer.models import composite
+from tests.helpers import variable_counts
+
+
+def config(resizer='learned', in_size=64, out_size=32, name='resnet_tiny',
+           num_classes=5, dtype='float32'):
+  c = ml_collections.ConfigDict()
+  c.resizer = common.resizer_config(resizer, in_size, out_size)
+  c.model = ml_collections.ConfigDict(dict(name=name, num_classes=num_classes,
+                                           dtype=dtype))
+  return c
+
+
+def test_keras_example_total_densenet121_with_resizer():
+  """Keras' 'Learning to Resize' example: 300→150, 2 classes, 7,051,717."""
+  model = composite.build_model(config('learned', 300, 150, 'densenet121', 2))
+  assert sum(variable_counts(model, (300, 300))) == 7_051_717
+
+
+@pytest.mark.parametrize('name', sorted(composite.BACKBONES))
+def test_every_backbone_is_buildable_by_name(name):
+  model = composite.build_model(config(name=name, in_size=64, out_size=64))
+  params, _ = variable_counts(model, (64, 64))
+  assert params > 0
+
+
+def test_bf16_compute_gives_finite_float32_logits_and_float32_params():
+  model = composite.build_model(config(dtype='bfloat16'))
+  images = jax.random.randint(jax.random.key(1), (2, 64, 64, 3), 0, 256
+                              ).astype(jnp.uint8)
+  v = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
+  logits, state = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, mutable=['batch_stats', 'intermediates']))(v, images)
+  assert logits.dtype == jnp.float32 and logits.shape == (2, 5)
+  assert bool(jnp.all(jnp.isfinite(logits)))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v['params']))
+  resized, = state['intermediates']['resized']
+  assert resized.shape == (2, 32, 32, 3) and resized.dtype == jnp.bfloat16
+
+
+def test_resize_method_returns_the_resizer_output_in_unit_range():
+  model = composite.build_model(config('bilinear', 64, 32))
+  images = jnp.full((1, 64, 64, 3), 255, jnp.uint8)
+  v = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
+  resized = model.apply(v, images, method=model.resize)
+  np.testing.assert_allclose(resized, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize('edit, match', [
+    (lambda c: c.resizer.update(kind='magic'), r"config.resizer.kind='magic'.*learned"),
+    (lambda c: c.resizer.update(out_size=0), 'config.resizer.out_size=0'),
+    (lambda c: setattr(c, 'resizer', {**c.resizer, 'in_size': (64, -1)}),
+     r'config.resizer.in_size=\(64, -1\)'),
+    (lambda c: c.resizer.update(num_res_blocks=0), 'config.resizer.*num_res_blocks=0'),
+    (lambda c: c.resizer.update(interpolation='area'), "config.resizer.*interpolation='area'"),
+    (lambda c: c.resizer.update(kind='none'), 'in_size=.*must equal'),
+    (lambda c: c.model.update(name='vgg'), "config.model.name='vgg'.*resnet50"),
+    (lambda c: c.model.update(num_classes=0), 'config.model.num_classes=0'),
+    (lambda c: c.model.update(dtype='fp8'), "config.model.dtype='fp8'"),
+])
+def test_bad_config_fails_at_construction_naming_the_key(edit, match):
+  c = config()
+  edit(c)
+  with pytest.raises(ValueError, match=match):
+    composite.build_model(c)

@@ -1,0 +1,149 @@
+"""The learned resizer (SPEC §1) and its baselines (§4)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resizer.models.resizers import (FixedResizer, IdentityResizer,
+                                     LearnedResizer, MullerResizer, resize)
+
+
+def counts(module, in_size=(64, 64)):
+  v = jax.eval_shape(lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, *in_size, 3)), train=False))
+  params = sum(x.size for x in jax.tree.leaves(v.get('params', {})))
+  stats = sum(x.size for x in jax.tree.leaves(v.get('batch_stats', {})))
+  return params, stats
+
+
+def conv_weights(module):
+  v = jax.eval_shape(lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+  return sum(x.size for p, x in jax.tree_util.tree_leaves_with_path(v['params'])
+             if p[-1].key == 'kernel')
+
+
+def test_default_learned_resizer_has_paper_parameter_count():
+  assert counts(LearnedResizer((224, 224)), (448, 448)) == (12_035, 128)
+
+
+@pytest.mark.parametrize('r, n, expected', [
+    (1, 16, 11_872), (2, 16, 16_480), (3, 16, 21_088), (4, 16, 25_696),
+    (1, 32, 38_080), (2, 32, 56_512), (3, 32, 74_944), (4, 32, 93_376)])
+def test_conv_weight_counts_match_paper_table(r, n, expected):
+  assert conv_weights(LearnedResizer((16, 16), num_filters=n,
+                                     num_res_blocks=r)) == expected
+
+
+def test_residual_blocks_are_chained():
+  """Block k must take block k-1's output: perturbing block 1's weights
+  changes the output of a two-block resizer even with block 2 held fixed."""
+  m = LearnedResizer((8, 8), num_res_blocks=2)
+  x = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  v = m.init(jax.random.key(0), x, train=False)
+  # Make block 2 the identity by zeroing its last BN scale and bias.
+  p = jax.tree.map(lambda a: a, v['params'])
+  p['res_block2']['bn2'] = jax.tree.map(jnp.zeros_like, p['res_block2']['bn2'])
+  p['res_block1']['bn2']['bias'] = p['res_block1']['bn2']['bias'] + 1.0
+  out_a = m.apply({**v, 'params': p}, x, train=False)
+  p['res_block1']['bn2']['bias'] = p['res_block1']['bn2']['bias'] + 1.0
+  out_b = m.apply({**v, 'params': p}, x, train=False)
+  assert not np.allclose(out_a, out_b)
+
+
+@pytest.mark.parametrize('in_size, out_size', [
+    ((64, 64), (32, 32)),     # down
+    ((32, 32), (64, 64)),     # up
+    ((60, 40), (20, 50)),     # aspect-ratio change, down in h, up in w
+])
+@pytest.mark.parametrize('make', [
+    lambda o: LearnedResizer(o), lambda o: FixedResizer(o, 'bicubic'),
+    lambda o: MullerResizer(o)])
+def test_any_output_size(make, in_size, out_size):
+  m = make(out_size)
+  x = jnp.zeros((2, *in_size, 3))
+  v = jax.eval_shape(lambda: m.init(jax.random.key(0), x, train=False))
+  y = jax.eval_shape(lambda v: m.apply(v, x, train=False), v)
+  assert y.shape == (2, *out_size, 3)
+
+
+def test_learned_output_is_naive_resize_plus_unclamped_residual():
+  m = LearnedResizer((16, 16))
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  v = m.init(jax.random.key(0), x, train=False)
+  # Zero the final convolution: the output must be exactly the naive resize.
+  p = dict(v['params'])
+  p['conv_to_image'] = jax.tree.map(jnp.zeros_like, p['conv_to_image'])
+  out = m.apply({**v, 'params': p}, x, train=False)
+  np.testing.assert_allclose(out, resize(x, (16, 16), 'bilinear', False),
+                             atol=1e-6)
+  # With random weights it leaves [0, 1]: no clamping.
+  p['conv_to_image'] = jax.tree.map(lambda a: a + 1.0, p['conv_to_image'])
+  out = m.apply({**v, 'params': p}, x, train=False)
+  assert out.max() > 1.0
+
+
+def test_gradient_reaches_every_learned_parameter():
+  m = LearnedResizer((16, 16), num_res_blocks=2)
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  v = m.init(jax.random.key(0), x, train=False)
+
+  def loss(params):
+    y, _ = m.apply({**v, 'params': params}, x, train=True,
+                   mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(3 * y))
+
+  grads = jax.grad(loss)(v['params'])
+  for path, g in jax.tree_util.tree_leaves_with_path(grads):
+    assert jnp.any(g != 0), f'no gradient reaches {jax.tree_util.keystr(path)}'
+
+
+def test_antialias_is_explicit_and_off_by_default():
+  # White noise shrunk 4x: without antialiasing each output pixel mixes
+  # only its 2x2 nearest inputs and stays noisy; antialiased, the filter
+  # widens with the scale and averages most of the noise away.
+  x = jax.random.uniform(jax.random.key(0), (1, 256, 256, 1))
+  plain = FixedResizer((64, 64))(x)
+  smooth = FixedResizer((64, 64), antialias=True)(x)
+  assert float(jnp.std(smooth)) < 0.5 * float(jnp.std(plain))
+  assert FixedResizer((16, 16)).antialias is False
+  assert LearnedResizer((16, 16)).antialias is False
+  assert MullerResizer((16, 16)).antialias is False
+
+
+def test_fixed_resizer_has_no_parameters():
+  assert counts(FixedResizer((16, 16))) == (0, 0)
+
+
+def test_muller_starts_as_its_base_resize():
+  m = MullerResizer((24, 40), num_layers=3)
+  x = jax.random.uniform(jax.random.key(1), (2, 48, 64, 3))
+  v = m.init(jax.random.key(0), x)
+  assert counts(m, (48, 64)) == (6, 0)
+  np.testing.assert_allclose(m.apply(v, x),
+                             resize(x, (24, 40), 'bilinear', False), atol=1e-6)
+  # And its scalars get gradients, so it does learn.
+  grads = jax.grad(lambda p: jnp.sum(m.apply({'params': p}, x) ** 2))(v['params'])
+  assert all(jnp.any(g != 0) for g in jax.tree.leaves(grads))
+
+
+def test_identity_resizer_checks_the_pipeline_size():
+  x = jnp.zeros((1, 32, 32, 3))
+  assert IdentityResizer((32, 32))(x) is x
+  with pytest.raises(ValueError, match='expects images of size'):
+    IdentityResizer((16, 16))(x)
+
+
+@pytest.mark.parametrize('make, match', [
+    (lambda: LearnedResizer((16, 16), num_res_blocks=0), 'num_res_blocks=0'),
+    (lambda: LearnedResizer((16, 16), num_filters=-1), 'num_filters=-1'),
+    (lambda: LearnedResizer((0, 16)), r'out_size=\(0, 16\)'),
+    (lambda: LearnedResizer((16, 16), interpolation='area'),
+     "interpolation='area'.*bicubic"),
+    (lambda: FixedResizer((16, 16), interpolation='cubic'), "'cubic'"),
+    (lambda: MullerResizer((16, 16), kernel_size=4), 'kernel_size=4'),
+])
+def test_bad_arguments_fail_at_construction(make, match):
+  with pytest.raises(ValueError, match=match):
+    make()

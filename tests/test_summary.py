@@ -1,0 +1,40 @@
+"""`python -m resizer.summary` reports counts and FLOPs of a config."""
+
+import json
+import subprocess
+import sys
+
+from configs import imagenet_densenet
+from resizer import summary
+
+
+def test_imagenet_densenet_summary_counts():
+  s = summary.model_summary(imagenet_densenet.get_config())
+  assert s['resizer_params'] == 12_035
+  assert s['backbone_params'] == 7_978_856
+  assert s['batch_stats'] == 83_648 + 128
+  assert s['total_params'] == 7_978_856 + 12_035 + 83_648 + 128
+  assert s['in_size'] == [448, 448] and s['out_size'] == [224, 224]
+
+
+def test_learned_resizer_costs_flops_the_bilinear_baseline_does_not():
+  learned = summary.model_summary(
+      imagenet_densenet.get_config('resizer=learned,res=448'))
+  none = summary.model_summary(imagenet_densenet.get_config('resizer=none'))
+  # DenseNet-121 at 224 is ~2.9 GMACs, so ~5.7 GFLOPs.
+  assert 5.0 < none['gflops_per_image'] < 6.5
+  assert learned['gflops_per_image'] > none['gflops_per_image'] + 1.5
+  assert none['resizer_params'] == 0 and none['in_size'] == [224, 224]
+
+
+def test_command_line_json(tmp_path):
+  out = subprocess.run(
+      [sys.executable, '-m', 'resizer.summary',
+       '--config=configs/imagenet_densenet.py:resizer=bicubic,res=320', '--json'],
+      capture_output=True, text=True, check=True)
+  last = json.loads(out.stdout.strip().splitlines()[-1])
+  for key in ('resizer_params', 'backbone_params', 'batch_stats',
+              'total_params', 'gflops_per_image', 'in_size', 'out_size'):
+    assert key in last
+  assert last['in_size'] == [320, 320] and last['resizer'] == 'fixed'
+  assert 'forward GFLOPs/image' in out.stdout
