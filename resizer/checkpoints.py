@@ -1,0 +1,94 @@
+"""Orbax checkpoints of the train state: save, resume, and warm starts.
+
+The state is a plain dict {'step', 'params', 'batch_stats', 'opt_state'};
+the data position is derived from 'step' (see input_pipeline), so resuming
+restores the schedule, the optimiser and the data stream together.
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+State = dict[str, Any]
+PARTS = ('all', 'resizer', 'backbone')
+
+
+def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+  """The run's checkpoint manager in `workdir/checkpoints`."""
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+
+def save(mgr: ocp.CheckpointManager, state: State, force: bool = False) -> None:
+  step = int(jax.device_get(state['step']))
+  if mgr.latest_step() != step:
+    mgr.save(step, args=ocp.args.StandardSave(state), force=force)
+
+
+def restore_latest(mgr: ocp.CheckpointManager, target: State) -> State | None:
+  """The latest checkpoint laid out like `target` (arrays or shape structs
+  with shardings), or None when there is none."""
+  step = mgr.latest_step()
+  if step is None:
+    return None
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def load_for_warm_start(workdir: str) -> State:
+  """Another run's latest state, as saved (no target structure needed)."""
+  path = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  mgr = ocp.CheckpointManager(path)
+  step = mgr.latest_step()
+  if step is None:
+    raise FileNotFoundError(
+        f'config.init_from.workdir={workdir!r} has no checkpoint in {path}.')
+  return mgr.restore(step, args=ocp.args.StandardRestore())
+
+
+def warm_start(state: State, source: State, parts: str) -> State:
+  """`state` with the params and BN statistics of `parts` taken from `source`.
+
+  Shapes must agree, except for a backbone `head` whose class count differs,
+  which keeps its fresh initialisation. Optimiser state and step stay fresh.
+  """
+  if parts not in PARTS:
+    raise ValueError(f'config.init_from.parts={parts!r} is invalid; expected '
+                     f'one of {list(PARTS)}.')
+  names = ('resizer', 'backbone') if parts == 'all' else (parts,)
+  new = dict(state)
+  for collection in ('params', 'batch_stats'):
+    merged = dict(state[collection])
+    for name in names:
+      if name in state[collection]:
+        if name not in source.get(collection, {}):
+          raise ValueError(f'init_from checkpoint has no {collection}/{name}.')
+        merged[name] = _take(state[collection][name],
+                             source[collection][name], f'{collection}/{name}')
+    new[collection] = merged
+  return new
+
+
+def _take(current, loaded, where: str):
+  """`loaded` placed like `current`, checked leaf by leaf."""
+  flat_cur = dict(jax.tree_util.tree_flatten_with_path(current)[0])
+  flat_new = {k: v for k, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+  out = {}
+  for path, cur in flat_cur.items():
+    key = jax.tree_util.keystr(path)
+    if path not in flat_new:
+      raise ValueError(f'init_from: {where}{key} is missing in the checkpoint.')
+    new = flat_new[path]
+    if new.shape != cur.shape:
+      if where.endswith('backbone') and key.startswith("['head']"):
+        new = cur  # A new class count: keep the fresh head.
+      else:
+        raise ValueError(f'init_from: {where}{key} has shape {new.shape} in '
+                         f'the checkpoint but {cur.shape} in this model.')
+    out[path] = jax.device_put(new.astype(cur.dtype), cur.sharding)
+  treedef = jax.tree_util.tree_structure(current)
+  return jax.tree_util.tree_unflatten(
+      treedef, [out[p] for p, _ in jax.tree_util.tree_flatten_with_path(current)[0]])

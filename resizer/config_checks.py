@@ -1,0 +1,86 @@
+"""Checks a config before anything is read or compiled; every error names the
+config key, its value and what is allowed."""
+
+from typing import Any
+
+import ml_collections
+
+from resizer import checkpoints, optim, tasks
+from resizer.models import composite
+
+TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
+                     'lanczos5', 'gaussian', 'mitchellcubic')
+REQUIRED_BLOCKS = ('input', 'model', 'resizer', 'optim', 'loss', 'init_from')
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work."""
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+  if not ok:
+    raise ConfigError(f'config.{key}={value!r} is invalid; expected {expected}.')
+
+
+def _positive_int(config, key: str, allow_zero: bool = False) -> None:
+  value = config[key] if '.' not in key else config[key.split('.')[0]][
+      key.split('.')[1]]
+  low = 0 if allow_zero else 1
+  _require(isinstance(value, int) and not isinstance(value, bool)
+           and value >= low, key, value, f'an integer >= {low}')
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int,
+             num_processes: int) -> None:
+  """Raises ConfigError for the first bad value in `config`."""
+  for block in REQUIRED_BLOCKS:
+    if block not in config:
+      raise ConfigError(f'config.{block} is missing; every config needs the '
+                        f'blocks {list(REQUIRED_BLOCKS)} (see configs/common.py).')
+  try:
+    tasks.get_task(config)
+    composite.build_model(config)
+    optim.make_optimizer(config.optim, steps_per_epoch=1, total_steps=1)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+  inp = config.input
+  for key in ('batch_size', 'eval_batch_size'):
+    _positive_int(config, f'input.{key}')
+    _require(inp[key] % num_devices == 0 and inp[key] % num_processes == 0,
+             f'input.{key}', inp[key],
+             f'a multiple of the device count ({num_devices}) and of the '
+             f'process count ({num_processes})')
+  for key in ('crop_area_range', 'aspect_ratio_range'):
+    lo, hi = inp[key]
+    _require(0 < lo <= hi and (key != 'crop_area_range' or hi <= 1),
+             f'input.{key}', tuple(inp[key]), '0 < low <= high (<= 1 for areas)')
+  _require(0 < inp.eval_crop_fraction <= 1, 'input.eval_crop_fraction',
+           inp.eval_crop_fraction, 'a fraction in (0, 1]')
+  _require(inp.interpolation in TF_RESIZE_METHODS, 'input.interpolation',
+           inp.interpolation, f'one of {list(TF_RESIZE_METHODS)}')
+
+  _require(config.optim.learning_rate > 0, 'optim.learning_rate',
+           config.optim.learning_rate, 'a positive number')
+  for part in optim.PARTS:
+    key = f'{part}_lr_mult'
+    _require(config.optim[key] >= 0, f'optim.{key}', config.optim[key],
+             'a number >= 0')
+  _positive_int(config, 'total_steps', allow_zero=True)
+  _require(config.total_steps > 0 or config.num_epochs > 0, 'num_epochs',
+           config.num_epochs, 'a positive number when total_steps is 0')
+  for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+              'keep_checkpoints'):
+    _positive_int(config, key)
+  for key in ('image_summary_every_steps', 'profile_steps'):
+    _positive_int(config, key, allow_zero=True)
+  _require(config.init_from.parts in checkpoints.PARTS, 'init_from.parts',
+           config.init_from.parts, f'one of {list(checkpoints.PARTS)}')
+
+
+def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
+  """Checks that need the dataset's metadata (but not its records)."""
+  if info.num_classes is not None and config.task == 'classification':
+    _require(config.model.num_classes == info.num_classes,
+             'model.num_classes', config.model.num_classes,
+             f'{info.num_classes}, the class count of {config.input.dataset}')

@@ -1,0 +1,58 @@
+"""What a task adds to the generic trainer: its loss, its per-example eval
+outputs and how a whole eval set's outputs become metrics."""
+
+import dataclasses
+from typing import Callable
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from resizer import losses, metrics
+
+Batch = dict[str, jnp.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A task's pure functions; per-example values throughout."""
+  # (logits, batch) → per-example training loss (float32).
+  loss: Callable[[jnp.ndarray, Batch], jnp.ndarray]
+  # (logits, batch) → per-example scalars averaged in the train log.
+  train_metrics: Callable[[jnp.ndarray, Batch], dict[str, jnp.ndarray]]
+  # (logits, batch) → per-example arrays gathered over the eval set.
+  eval_outputs: Callable[[jnp.ndarray, Batch], dict[str, jnp.ndarray]]
+  # Gathered outputs (with 'mask') → metrics of the whole set.
+  summarize: Callable[[dict[str, np.ndarray]], dict[str, float]]
+  # The metric `results.json` and the report lead with.
+  main_metric: str
+
+
+def classification(config: ml_collections.ConfigDict) -> Task:
+  """Softmax cross-entropy with label smoothing; top-1/top-5 accuracy."""
+  smoothing = config.loss.label_smoothing
+
+  def loss(logits, batch):
+    return losses.softmax_cross_entropy(logits, batch['label'], smoothing)
+
+  def train_metrics(logits, batch):
+    return {'accuracy': metrics.topk_correct(logits, batch['label'], 1)}
+
+  def eval_outputs(logits, batch):
+    # Eval loss without smoothing: the held-out likelihood.
+    return {'loss': losses.softmax_cross_entropy(logits, batch['label']),
+            'top1': metrics.topk_correct(logits, batch['label'], 1),
+            'top5': metrics.topk_correct(logits, batch['label'], 5)}
+
+  return Task(loss, train_metrics, eval_outputs,
+              metrics.classification_metrics, main_metric='top1_accuracy')
+
+
+TASKS = {'classification': classification}
+
+
+def get_task(config: ml_collections.ConfigDict) -> Task:
+  if config.task not in TASKS:
+    raise ValueError(f'config.task={config.task!r} is invalid; expected one '
+                     f'of {sorted(TASKS)}.')
+  return TASKS[config.task](config)

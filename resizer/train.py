@@ -1,0 +1,295 @@
+"""Training and evaluation of a resizer → backbone model, top to bottom.
+
+`train_and_evaluate(config, workdir)` runs one experiment: it checks the
+config, builds the device mesh, the input streams, the model and optimiser,
+resumes from `workdir` if a checkpoint is there, then alternates jitted
+train steps with periodic evaluation, logging and checkpointing, and writes
+`workdir/results.json` at the end.
+
+The step is data-parallel: a `jax.shard_map` over a one-axis mesh of every
+device (the modern form of `pmap`) under `jax.jit`. The batch is sharded,
+parameters are replicated, gradients are averaged with `lax.pmean`, and
+BatchNorm statistics are averaged over the whole global batch through the
+mesh axis name (or kept per device with `config.bn_cross_device=False`).
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from resizer import checkpoints, config_checks, image_summaries
+from resizer import input_pipeline, optim, summary, tasks
+from resizer.models import composite
+
+AXIS = 'data'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> dict[str, Any]:
+  """Trains (or, with `config.eval_only`, evaluates) and returns the results."""
+  start_time = time.time()
+  # ------------------------------------------------------------------ config
+  # Everything that can be wrong with the config fails here, before any data
+  # is read or anything is compiled.
+  config_checks.validate(config, jax.device_count(), jax.process_count())
+  task = tasks.get_task(config)
+  os.makedirs(workdir, exist_ok=True)
+
+  # -------------------------------------------------------------------- mesh
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
+  replicated = NamedSharding(mesh, P())
+  sharded = NamedSharding(mesh, P(AXIS))
+
+  # ------------------------------------------------------------------- input
+  builder = input_pipeline.get_builder(config.input)
+  info = input_pipeline.dataset_info(builder, config.input)
+  config_checks.validate_against_data(config, info)
+  in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  local_batch = config.input.batch_size // jax.process_count()
+  local_eval_batch = config.input.eval_batch_size // jax.process_count()
+  steps_per_epoch = input_pipeline.steps_per_epoch(builder, config.input,
+                                                   local_batch)
+  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
+                                                     local_eval_batch)
+
+  # ------------------------------------------------------------------- model
+  bn_axis = AXIS if config.bn_cross_device else None
+  model = composite.build_model(config, bn_axis_name=bn_axis)
+  eval_model = composite.build_model(config)  # No cross-device BN in eval.
+  tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
+                                         total_steps)
+
+  @functools.partial(jax.jit, out_shardings=replicated)
+  def init(rng):
+    images = jnp.zeros((1, *in_size, 3), jnp.uint8)
+    variables = eval_model.init({'params': rng, 'dropout': rng}, images,
+                                train=False)
+    return {'step': jnp.zeros((), jnp.int32),
+            'params': variables['params'],
+            'batch_stats': variables.get('batch_stats', {}),
+            'opt_state': tx.init(variables['params'])}
+
+  rng = jax.random.key(config.seed)
+  state = init(jax.random.fold_in(rng, 0))
+
+  # ------------------------------------------------ checkpoints, warm start
+  mgr = checkpoints.manager(workdir, config.keep_checkpoints)
+  restored = checkpoints.restore_latest(mgr, state)
+  if restored is not None:
+    state = restored
+    logging.info('Resumed from %s at step %d.', mgr.directory,
+                 int(state['step']))
+  elif config.init_from.workdir:
+    source = checkpoints.load_for_warm_start(config.init_from.workdir)
+    state = checkpoints.warm_start(state, source, config.init_from.parts)
+    logging.info('Warm-started %s from %s.', config.init_from.parts,
+                 config.init_from.workdir)
+  elif config.eval_only:
+    raise FileNotFoundError(f'config.eval_only is set but {workdir} has no '
+                            'checkpoint to evaluate.')
+  start_step = int(state['step'])
+
+  # ------------------------------------------------------------- train step
+  def train_step(state, batch, rng):
+    """One step on this device's shard of the batch; runs under shard_map."""
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
+
+    def loss_fn(params):
+      logits, new_vars = model.apply(
+          {'params': params, 'batch_stats': state['batch_stats']},
+          batch['image'], train=True, mutable=['batch_stats'],
+          rngs={'dropout': rng})
+      return jnp.mean(task.loss(logits, batch)), (logits, new_vars)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (logits, new_vars)), grads = grad_fn(state['params'])
+    grads = jax.lax.pmean(grads, AXIS)
+    # Per-device statistics still leave one replicated running average.
+    batch_stats = jax.lax.pmean(new_vars.get('batch_stats', {}), AXIS)
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    step_metrics = {k: jnp.mean(v)
+                    for k, v in task.train_metrics(logits, batch).items()}
+    step_metrics.update(loss=loss, grad_norm=global_norm(grads))
+    step_metrics = jax.lax.pmean(step_metrics, AXIS)
+    step_metrics['learning_rate'] = lr_schedule(state['step'])
+    new_state = {'step': state['step'] + 1, 'params': params,
+                 'batch_stats': batch_stats, 'opt_state': opt_state}
+    return new_state, step_metrics
+
+  p_train_step = jax.jit(
+      jax.shard_map(train_step, mesh=mesh, in_specs=(P(), P(AXIS), P()),
+                    out_specs=(P(), P())),
+      donate_argnums=(0,))
+
+  # -------------------------------------------------------------- eval step
+  def eval_step(state, batch):
+    logits = eval_model.apply(
+        {'params': state['params'], 'batch_stats': state['batch_stats']},
+        batch['image'], train=False)
+    return {**task.eval_outputs(logits, batch), 'mask': batch['mask']}
+
+  p_eval_step = jax.jit(jax.shard_map(
+      eval_step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
+
+  def to_global(batch):
+    """This process's numpy batch → one global array sharded over the mesh."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
+
+  def evaluate(state) -> dict[str, float]:
+    outputs = []
+    for batch in input_pipeline.eval_batches(
+        builder, config.input, size=in_size, local_batch_size=local_eval_batch,
+        num_batches=num_eval_batches):
+      outputs.append(p_eval_step(state, to_global(batch)))
+    gathered = multihost_utils.process_allgather(outputs, tiled=True)
+    merged = {k: np.concatenate([np.asarray(o[k]) for o in gathered])
+              for k in gathered[0]}
+    return task.summarize(merged)
+
+  # ---------------------------------------------------------------- logging
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0)
+  if start_step == 0 and not config.eval_only:
+    writer.write_hparams(flat_hparams(config))
+  model_info = summary.model_summary(config)
+  logging.info('Model:\n%s', summary.format_summary(model_info))
+  image_batch = next(input_pipeline.eval_batches(
+      builder, config.input, size=in_size,
+      local_batch_size=local_eval_batch, num_batches=1))['image'][:4]
+
+  def write_images(step, state):
+    variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+    panels = image_summaries.resizer_panels(eval_model, variables, image_batch)
+    writer.write_images(step, {f'resizer/{k}': v for k, v in panels.items()})
+
+  if config.eval_only:
+    eval_metrics = evaluate(state)
+    writer.write_scalars(start_step, {f'eval/{k}': v
+                                      for k, v in eval_metrics.items()})
+    writer.flush()
+    return write_results(workdir, config, model_info, eval_metrics, start_step,
+                         time.time() - start_time, task.main_metric)
+
+  # ------------------------------------------------------------------- loop
+  train_iter = input_pipeline.train_batches(
+      builder, config.input, size=in_size, start_step=start_step,
+      steps_per_epoch=steps_per_epoch, local_batch_size=local_batch,
+      seed=config.seed)
+  hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps,
+                                           writer=writer)]
+  if config.profile_steps and jax.process_index() == 0:
+    hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
+                                          logdir=workdir))
+  pending = []  # Per-step metrics still on device: no host sync every step.
+  last_log_time, last_log_step = time.time(), start_step
+  eval_metrics = {}
+  logging.info('Training from step %d to %d (%d steps per epoch).',
+               start_step, total_steps, steps_per_epoch)
+
+  for step in range(start_step + 1, total_steps + 1):
+    batch = to_global(next(train_iter))
+    state, step_metrics = p_train_step(state, batch,
+                                       jax.random.fold_in(rng, step))
+    pending.append(step_metrics)
+    for hook in hooks:
+      hook(step)
+    is_last = step == total_steps
+    should_save = is_last or step % config.checkpoint_every_steps == 0
+    if is_last or step % config.log_every_steps == 0 or should_save:
+      # Every checkpoint follows a check of every loss since the last one,
+      # so a saved state is never past a non-finite loss.
+      check_finite(pending, step, mgr.latest_step())
+      if step % config.log_every_steps == 0 or is_last:
+        elapsed = time.time() - last_log_time
+        scalars = mean_metrics(pending)
+        scalars['steps_per_sec'] = (step - last_log_step) / elapsed
+        scalars['images_per_sec'] = (scalars['steps_per_sec']
+                                     * config.input.batch_size)
+        writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
+        pending, last_log_time, last_log_step = [], time.time(), step
+    if config.image_summary_every_steps and (
+        step % config.image_summary_every_steps == 0 or is_last):
+      write_images(step, state)
+    if step % config.eval_every_steps == 0 or is_last:
+      eval_metrics = evaluate(state)
+      writer.write_scalars(step, {f'eval/{k}': v
+                                  for k, v in eval_metrics.items()})
+      logging.info('Eval at step %d: %s', step, eval_metrics)
+    if should_save:
+      checkpoints.save(mgr, state)
+
+  mgr.wait_until_finished()
+  writer.flush()
+  if not eval_metrics:  # Nothing left to train: evaluate the restored state.
+    eval_metrics = evaluate(state)
+  return write_results(workdir, config, model_info, eval_metrics,
+                       int(state['step']), time.time() - start_time,
+                       task.main_metric)
+
+
+# ----------------------------------------------------------------- helpers
+
+def global_norm(tree) -> jnp.ndarray:
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
+                      for x in jax.tree.leaves(tree)))
+
+
+def mean_metrics(pending: list[dict[str, jnp.ndarray]]) -> dict[str, float]:
+  """The mean of each per-step metric over the steps since the last log."""
+  host = jax.device_get(pending)
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+
+
+def check_finite(pending: list[dict[str, jnp.ndarray]], step: int,
+                 last_checkpoint: int | None) -> None:
+  """Raises at the first step whose training loss was NaN or infinite."""
+  losses = np.asarray(jax.device_get([m['loss'] for m in pending]))
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    first = step - len(pending) + 1 + int(bad[0])
+    raise FloatingPointError(
+        f'Training loss is {losses[bad[0]]} at step {first}; stopping. The '
+        f'last good checkpoint is step {last_checkpoint} (not overwritten).')
+
+
+def flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as flat scalars, for TensorBoard's hparams view."""
+  flat = flax.traverse_util.flatten_dict(config.to_dict(), sep='.')
+  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+          for k, v in flat.items()}
+
+
+def write_results(workdir: str, config: ml_collections.ConfigDict,
+                  model_info: dict[str, Any], eval_metrics: dict[str, float],
+                  steps: int, wall_time: float, main_metric: str
+                  ) -> dict[str, Any]:
+  """Writes (on process 0) and returns the run's `results.json`."""
+  results = dict(
+      config=config.get('name', ''), seed=config.seed,
+      dataset=config.input.dataset, task=config.task,
+      main_metric=main_metric, **model_info,
+      eval=eval_metrics, steps=steps, global_batch_size=config.input.batch_size,
+      dtype=config.model.dtype, num_devices=jax.device_count(),
+      wall_time_sec=round(wall_time, 1))
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, 'results.json')
+    with open(path + '.tmp', 'w') as f:
+      json.dump(results, f, indent=2)
+    os.replace(path + '.tmp', path)
+  return results
