@@ -127,6 +127,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 5_000  # and always at the end
   config.checkpoint_every_steps = 2_000
   config.keep_checkpoints = 3
+  config.async_checkpoints = True  # write checkpoints while training goes on
   config.image_summary_every_steps = 5_000   # 0 disables
   config.profile_steps = 0                   # > 0: profile that many steps once
   config.eval_only = False

@@ -15,11 +15,15 @@ State = dict[str, Any]
 PARTS = ('all', 'resizer', 'backbone')
 
 
-def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
-  """The run's checkpoint manager in `workdir/checkpoints`."""
+def manager(workdir: str, keep: int, async_save: bool = True
+            ) -> ocp.CheckpointManager:
+  """The run's checkpoint manager in `workdir/checkpoints`; with `async_save`
+  training continues while a checkpoint is written."""
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True,
+          enable_async_checkpointing=async_save))
 
 
 def save(mgr: ocp.CheckpointManager, state: State, force: bool = False) -> None:

@@ -87,7 +87,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   state = init(jax.random.fold_in(rng, 0))
 
   # ------------------------------------------------ checkpoints, warm start
-  mgr = checkpoints.manager(workdir, config.keep_checkpoints)
+  mgr = checkpoints.manager(workdir, config.keep_checkpoints,
+                            config.async_checkpoints)
   restored = checkpoints.restore_latest(mgr, state)
   if restored is not None:
     state = restored
@@ -179,6 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     writer.write_images(step, {f'resizer/{k}': v for k, v in panels.items()})
 
   if config.eval_only:
+    mgr.close()
     eval_metrics = evaluate(state)
     writer.write_scalars(start_step, {f'eval/{k}': v
                                       for k, v in eval_metrics.items()})
@@ -202,39 +204,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   logging.info('Training from step %d to %d (%d steps per epoch).',
                start_step, total_steps, steps_per_epoch)
 
-  for step in range(start_step + 1, total_steps + 1):
-    batch = to_global(next(train_iter))
-    state, step_metrics = p_train_step(state, batch,
-                                       jax.random.fold_in(rng, step))
-    pending.append(step_metrics)
-    for hook in hooks:
-      hook(step)
-    is_last = step == total_steps
-    should_save = is_last or step % config.checkpoint_every_steps == 0
-    if is_last or step % config.log_every_steps == 0 or should_save:
-      # Every checkpoint follows a check of every loss since the last one,
-      # so a saved state is never past a non-finite loss.
-      check_finite(pending, step, mgr.latest_step())
-      if step % config.log_every_steps == 0 or is_last:
-        elapsed = time.time() - last_log_time
-        scalars = mean_metrics(pending)
-        scalars['steps_per_sec'] = (step - last_log_step) / elapsed
-        scalars['images_per_sec'] = (scalars['steps_per_sec']
-                                     * config.input.batch_size)
-        writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
-        pending, last_log_time, last_log_step = [], time.time(), step
-    if config.image_summary_every_steps and (
-        step % config.image_summary_every_steps == 0 or is_last):
-      write_images(step, state)
-    if step % config.eval_every_steps == 0 or is_last:
-      eval_metrics = evaluate(state)
-      writer.write_scalars(step, {f'eval/{k}': v
-                                  for k, v in eval_metrics.items()})
-      logging.info('Eval at step %d: %s', step, eval_metrics)
-    if should_save:
-      checkpoints.save(mgr, state)
-
-  mgr.wait_until_finished()
+  try:
+    for step in range(start_step + 1, total_steps + 1):
+      batch = to_global(next(train_iter))
+      state, step_metrics = p_train_step(state, batch,
+                                         jax.random.fold_in(rng, step))
+      pending.append(step_metrics)
+      for hook in hooks:
+        hook(step)
+      is_last = step == total_steps
+      should_save = is_last or step % config.checkpoint_every_steps == 0
+      if is_last or step % config.log_every_steps == 0 or should_save:
+        # Every checkpoint follows a check of every loss since the last one,
+        # so a saved state is never past a non-finite loss.
+        check_finite(pending, step, mgr.latest_step())
+        if step % config.log_every_steps == 0 or is_last:
+          elapsed = time.time() - last_log_time
+          scalars = mean_metrics(pending)
+          scalars['steps_per_sec'] = (step - last_log_step) / elapsed
+          scalars['images_per_sec'] = (scalars['steps_per_sec']
+                                       * config.input.batch_size)
+          writer.write_scalars(step, {f'train/{k}': v
+                                      for k, v in scalars.items()})
+          pending, last_log_time, last_log_step = [], time.time(), step
+      if config.image_summary_every_steps and (
+          step % config.image_summary_every_steps == 0 or is_last):
+        write_images(step, state)
+      if step % config.eval_every_steps == 0 or is_last:
+        eval_metrics = evaluate(state)
+        writer.write_scalars(step, {f'eval/{k}': v
+                                    for k, v in eval_metrics.items()})
+        logging.info('Eval at step %d: %s', step, eval_metrics)
+      if should_save:
+        checkpoints.save(mgr, state)
+  finally:
+    mgr.wait_until_finished()
+    mgr.close()
   writer.flush()
   if not eval_metrics:  # Nothing left to train: evaluate the restored state.
     eval_metrics = evaluate(state)
