@@ -91,21 +91,20 @@ def format_summary(s: dict[str, Any]) -> str:
   return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file, e.g. configs/imagenet_densenet.py.',
-    lock_config=True)
-_JSON = flags.DEFINE_bool('json', False, 'End with one JSON line.')
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  s = model_summary(_CONFIG.value)
+  s = model_summary(flags.FLAGS.config)
   print(format_summary(s))
-  if _JSON.value:
+  if flags.FLAGS.json:
     print(json.dumps(s))
 
 
 if __name__ == '__main__':
+  # Flags only when run as a command: train.py imports this module too.
+  config_flags.DEFINE_config_file(
+      'config', None, 'Experiment config file, e.g. configs/imagenet_densenet.py.',
+      lock_config=True)
+  flags.DEFINE_bool('json', False, 'End with one JSON line.')
   flags.mark_flags_as_required(['config'])
   app.run(main)

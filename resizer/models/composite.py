@@ -30,7 +30,8 @@ BACKBONES: dict[str, ModuleDef] = {
     'mobilenet_v2': mobilenet.MobileNetV2,
     'inception_v2': inception.InceptionV2,
     'efficientnet_b0': efficientnet.EfficientNetB0,
-    # Test- and demo-sized variants: seconds to compile on a CPU.
+    # Demo- and test-sized variants: seconds to compile on a CPU.
+    'resnet_demo': resnet.ResNetDemo,
     'resnet_tiny': resnet.ResNetTiny,
     'densenet_tiny': densenet.DenseNetTiny,
     'mobilenet_v2_tiny': mobilenet.MobileNetV2Tiny,

@@ -92,6 +92,9 @@ ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2),
                              block_cls=BasicBlock)
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
                              block_cls=BottleneckBlock)
+# The CPU demo's backbone: three stages of one basic block, 32 filters.
+ResNetDemo = functools.partial(ResNet, stage_sizes=(1, 1, 1), block_cls=BasicBlock,
+                               num_filters=32)
 # Test-only: one block per stage, 8 filters; seconds to compile on a CPU.
 ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), block_cls=BasicBlock,
                                num_filters=8)

@@ -1,0 +1,3 @@
+"""TFDS builders of this project; importing the package registers them."""
+
+from resizer.datasets import fine_gratings  # noqa: F401

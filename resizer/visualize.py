@@ -1,0 +1,123 @@
+r"""The paper's figure for a trained run: input, naive resize, learned resize
+(clipped to the valid range) and the residual (learned − naive, scaled
+symmetrically around grey).
+
+  python -m resizer.visualize --workdir=runs/demo_learned --out=figure.png
+  python -m resizer.visualize --workdir=DIR --out=mine.png --images=photos/
+
+Without --images, the first evaluation examples of the run's dataset are
+shown; with it, an image file or every image in a directory, center-cropped
+and resized to the run's input size as evaluation does.
+"""
+
+import glob
+import json
+import os
+
+import matplotlib
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+from resizer import checkpoints, image_summaries, input_pipeline  # noqa: E402
+from resizer.models import composite  # noqa: E402
+
+IMAGE_PATTERNS = ('*.jpg', '*.jpeg', '*.png', '*.bmp', '*.gif', '*.JPG',
+                  '*.JPEG', '*.PNG')
+COLUMNS = (('input', 'input'), ('naive', 'naive resize'),
+           ('resized', 'learned resize'), ('residual', 'residual (learned − naive)'))
+
+
+def load_run(workdir: str):
+  """(config, model, variables) of the latest checkpoint in `workdir`."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
+                            'written by resizer.main?')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  state = checkpoints.load_for_warm_start(workdir)
+  model = composite.build_model(config)
+  return config, model, {'params': state['params'],
+                         'batch_stats': state['batch_stats']}
+
+
+def image_files(path: str) -> list[str]:
+  if os.path.isdir(path):
+    files = sorted(f for p in IMAGE_PATTERNS
+                   for f in glob.glob(os.path.join(path, p)))
+    if not files:
+      raise FileNotFoundError(f'--images={path}: no image files in it.')
+    return files
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'--images={path}: no such file or directory.')
+  return [path]
+
+
+def load_images(config, paths: list[str]) -> np.ndarray:
+  size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  images = []
+  for p in paths:
+    data = tf.io.read_file(p)
+    try:
+      images.append(input_pipeline.eval_image(data, config.input, size).numpy())
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(f'{p}: not a decodable image ({e.message})') from None
+  return np.stack(images)
+
+
+def dataset_images(config, num: int) -> np.ndarray:
+  size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  builder = input_pipeline.get_builder(config.input)
+  batch = next(input_pipeline.eval_batches(
+      builder, config.input, size=size, local_batch_size=num, num_batches=1))
+  return batch['image'][:int(batch['mask'].sum())]
+
+
+def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
+  """Saves one row per image and one column per panel."""
+  n = len(panels['input'])
+  fig, axes = plt.subplots(n, len(COLUMNS), figsize=(3 * len(COLUMNS), 3 * n),
+                           squeeze=False)
+  for row in range(n):
+    for col, (key, label) in enumerate(COLUMNS):
+      ax = axes[row, col]
+      ax.imshow(panels[key][row], interpolation='nearest')
+      ax.set_xticks([]), ax.set_yticks([])
+      if row == 0:
+        ax.set_title(label, fontsize=10)
+  fig.suptitle(title, fontsize=11)
+  fig.tight_layout()
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory.')
+_OUT = flags.DEFINE_string('out', None, 'The PNG to write.')
+_IMAGES = flags.DEFINE_string('images', None,
+                              'An image file or a directory of them.')
+_NUM = flags.DEFINE_integer('num', 4, 'Dataset examples to show.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  tf.config.set_visible_devices([], 'GPU')
+  config, model, variables = load_run(_WORKDIR.value)
+  images = (load_images(config, image_files(_IMAGES.value)) if _IMAGES.value
+            else dataset_images(config, _NUM.value))
+  panels = image_summaries.resizer_panels(model, variables, images)
+  r = config.resizer
+  title = (f"{config.model.name} · resizer {r.kind} ({r.interpolation}, "
+           f"antialias={r.antialias}) · {r.in_size} → {r.out_size}")
+  figure(panels, title, _OUT.value)
+  print(f'Wrote {_OUT.value} ({len(images)} images).')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['workdir', 'out'])
+  app.run(main)

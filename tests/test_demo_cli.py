@@ -1,0 +1,78 @@
+"""The demo end to end through the command-line tools, on a tiny dataset:
+resizer.main (twice: the second run resumes), resizer.report and
+resizer.visualize, each as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def cli(*args, check=True):
+  return subprocess.run([sys.executable, '-m', *args], capture_output=True,
+                        text=True, check=check)
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('demo')
+  workdir = root / 'run'
+  args = ['resizer.main', '--config=configs/demo.py', f'--workdir={workdir}',
+          '--config.input.dataset=fine_gratings/tiny',
+          f'--config.input.data_dir={root / "tfds"}',
+          '--config.input.batch_size=16', '--config.input.eval_batch_size=16',
+          '--config.model.name=resnet_tiny', '--config.total_steps=2',
+          '--config.checkpoint_every_steps=2', '--config.eval_every_steps=2',
+          '--config.image_summary_every_steps=2']
+  cli(*args)
+  return workdir, args
+
+
+def test_demo_config_prepares_its_data_trains_and_writes_results(finished_run):
+  workdir, _ = finished_run
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['config'] == 'configs/demo.py'
+  assert results['dataset'] == 'fine_gratings/tiny'
+  assert results['eval']['num_examples'] == 32 and results['steps'] == 2
+  assert os.path.exists(workdir / 'config.json')
+
+
+def test_rerun_with_more_steps_resumes(finished_run):
+  workdir, args = finished_run
+  out = cli(*[a for a in args if 'total_steps' not in a], '--config.total_steps=3')
+  assert 'Resumed from' in out.stderr
+  assert json.loads((workdir / 'results.json').read_text())['steps'] == 3
+
+
+def test_report_prints_a_markdown_table(finished_run):
+  workdir, _ = finished_run
+  out = cli('resizer.report', str(workdir))
+  assert out.stdout.startswith('| dataset |')
+  assert '| fine_gratings/tiny | resnet_tiny | learned | 128x128 → 32x32 |' in out.stdout
+
+
+def test_visualize_dataset_examples_and_own_images(finished_run, tmp_path):
+  workdir, _ = finished_run
+  out = tmp_path / 'fig.png'
+  cli('resizer.visualize', f'--workdir={workdir}', f'--out={out}', '--num=2')
+  assert Image.open(out).size[0] > 400
+  photo = tmp_path / 'photo.png'
+  Image.fromarray(np.random.default_rng(0).integers(
+      0, 255, (90, 120, 3), np.uint8)).save(photo)
+  out2 = tmp_path / 'mine.png'
+  res = cli('resizer.visualize', f'--workdir={workdir}', f'--out={out2}',
+            f'--images={photo}')
+  assert '1 images' in res.stdout and out2.exists()
+
+
+def test_visualize_names_a_bad_image(finished_run, tmp_path):
+  workdir, _ = finished_run
+  bad = tmp_path / 'bad.jpg'
+  bad.write_bytes(b'not an image')
+  res = cli('resizer.visualize', f'--workdir={workdir}',
+            f'--out={tmp_path / "x.png"}', f'--images={bad}', check=False)
+  assert res.returncode != 0 and 'bad.jpg: not a decodable image' in res.stderr
