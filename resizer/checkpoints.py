@@ -26,10 +26,11 @@ def manager(workdir: str, keep: int, async_save: bool = True
           enable_async_checkpointing=async_save))
 
 
-def save(mgr: ocp.CheckpointManager, state: State, force: bool = False) -> None:
+def save(mgr: ocp.CheckpointManager, state: State) -> None:
+  """Saves `state` at its step (asynchronously if the manager is async)."""
   step = int(jax.device_get(state['step']))
   if mgr.latest_step() != step:
-    mgr.save(step, args=ocp.args.StandardSave(state), force=force)
+    mgr.save(step, args=ocp.args.StandardSave(state))
 
 
 def restore_latest(mgr: ocp.CheckpointManager, target: State) -> State | None:

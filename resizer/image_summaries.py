@@ -1,11 +1,15 @@
 """The paper's figure as image panels: input, naive resize, learned resize and
 the learned residual, each scaled for display."""
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from resizer.models import composite, resizers
+
+Panels = dict[str, np.ndarray]
 
 
 def display_residual(residual: np.ndarray) -> np.ndarray:
@@ -15,24 +19,30 @@ def display_residual(residual: np.ndarray) -> np.ndarray:
   return 0.5 + 0.5 * residual / np.maximum(scale, 1e-8)
 
 
-def resizer_panels(model: composite.ResizerBackbone, variables, images
-                   ) -> dict[str, np.ndarray]:
-  """Panels [N, H, W, 3] in [0, 1] for a batch of uint8 `images`.
+def panel_fn(model: composite.ResizerBackbone
+             ) -> Callable[[dict, np.ndarray], Panels]:
+  """A function (variables, uint8 images) → panels [N, H, W, 3] in [0, 1],
+  compiled once.
 
-  'input' is the resizer's input; 'naive' is the same fixed interpolation the
-  resizer builds on (what the resizer adds to); 'resized' is the resizer's
-  output clipped to the valid range; 'residual' is resized − naive, scaled
-  by `display_residual`.
+  'input' is the resizer's input; 'naive' is the fixed interpolation the
+  resizer builds on (what it adds its residual to); 'resized' is the
+  resizer's output clipped to the valid range; 'residual' is resized − naive
+  scaled by `display_residual`.
   """
-  res = model.resizer
-  resized = jax.jit(lambda v, x: model.apply(v, x, method=model.resize))(
-      variables, images)
-  x = jnp.asarray(images, jnp.float32) / 255
-  naive = resizers.resize(x, tuple(resized.shape[1:3]),
-                          getattr(res, 'interpolation', 'bilinear'),
-                          getattr(res, 'antialias', False))
-  resized = np.asarray(resized, np.float32)
-  naive = np.asarray(naive)
-  return {'input': np.asarray(x), 'naive': np.clip(naive, 0, 1),
-          'resized': np.clip(resized, 0, 1),
-          'residual': display_residual(resized - naive)}
+  interpolation = getattr(model.resizer, 'interpolation', 'bilinear')
+  antialias = getattr(model.resizer, 'antialias', False)
+
+  @jax.jit
+  def resize_both(variables, images):
+    resized = model.apply(variables, images, method=model.resize)
+    x = images.astype(jnp.float32) / 255
+    naive = resizers.resize(x, resized.shape[1:3], interpolation, antialias)
+    return x, naive, resized.astype(jnp.float32)
+
+  def panels(variables, images) -> Panels:
+    x, naive, resized = map(np.asarray, resize_both(variables, images))
+    return {'input': x, 'naive': np.clip(naive, 0, 1),
+            'resized': np.clip(resized, 0, 1),
+            'residual': display_residual(resized - naive)}
+
+  return panels

@@ -196,13 +196,16 @@ def steps_per_epoch(builder, cfg: ml_collections.ConfigDict,
 
 def train_epoch(builder, cfg: ml_collections.ConfigDict, *, size, epoch: int,
                 local_batch_size: int, steps: int, seed: int,
-                skip_batches: int = 0) -> tf.data.Dataset:
+                skip_batches: int = 0,
+                records: tf.data.Dataset | None = None) -> tf.data.Dataset:
   """Batches `skip_batches`..`steps` of one epoch of this process; skipped
-  batches are dropped before decoding (for resumption)."""
+  batches are dropped before decoding (for resumption). `records`, if given,
+  are this process's encoded examples (cached), shuffled anew each epoch
+  instead of being read with a per-epoch file order."""
   epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-  ds = _read(builder, cfg.train_split, cfg, shuffle_seed=epoch_seed)
-  if cfg.cache_train:
-    ds = ds.cache()
+  ds = records
+  if ds is None:
+    ds = _read(builder, cfg.train_split, cfg, shuffle_seed=epoch_seed)
   ds = ds.shuffle(cfg.shuffle_buffer, seed=epoch_seed,
                   reshuffle_each_iteration=False)
   ds = ds.skip(skip_batches * local_batch_size)
@@ -228,11 +231,14 @@ def train_batches(builder, cfg: ml_collections.ConfigDict, *, size,
                   steps_per_epoch: int, local_batch_size: int, seed: int
                   ) -> Iterator[Batch]:
   """The endless training stream of this process from `start_step` on."""
+  records = None
+  if cfg.cache_train:  # One in-memory cache of encoded records for all epochs.
+    records = _read(builder, cfg.train_split, cfg, shuffle_seed=None).cache()
   epoch, skip = divmod(start_step, steps_per_epoch)
   while True:
     ds = train_epoch(builder, cfg, size=size, epoch=epoch,
                      local_batch_size=local_batch_size, steps=steps_per_epoch,
-                     seed=seed, skip_batches=skip)
+                     seed=seed, skip_batches=skip, records=records)
     yield from tfds.as_numpy(ds)
     epoch, skip = epoch + 1, 0
 

@@ -128,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     params = optax.apply_updates(state['params'], updates)
     step_metrics = {k: jnp.mean(v)
                     for k, v in task.train_metrics(logits, batch).items()}
-    step_metrics.update(loss=loss, grad_norm=global_norm(grads))
+    step_metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     step_metrics = jax.lax.pmean(step_metrics, AXIS)
     step_metrics['learning_rate'] = lr_schedule(state['step'])
     new_state = {'step': state['step'] + 1, 'params': params,
@@ -177,9 +177,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       builder, config.input, size=in_size,
       local_batch_size=local_eval_batch, num_batches=1))['image'][:4]
 
+  make_panels = image_summaries.panel_fn(eval_model)
+
   def write_images(step, state):
     variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-    panels = image_summaries.resizer_panels(eval_model, variables, image_batch)
+    panels = make_panels(variables, image_batch)
     writer.write_images(step, {f'resizer/{k}': v for k, v in panels.items()})
 
   if config.eval_only:
@@ -252,11 +254,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
 
 # ----------------------------------------------------------------- helpers
-
-def global_norm(tree) -> jnp.ndarray:
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
-                      for x in jax.tree.leaves(tree)))
-
 
 def mean_metrics(pending: list[dict[str, jnp.ndarray]]) -> dict[str, float]:
   """The mean of each per-step metric over the steps since the last log."""

@@ -110,7 +110,7 @@ def main(argv):
   config, model, variables = load_run(_WORKDIR.value)
   images = (load_images(config, image_files(_IMAGES.value)) if _IMAGES.value
             else dataset_images(config, _NUM.value))
-  panels = image_summaries.resizer_panels(model, variables, images)
+  panels = image_summaries.panel_fn(model)(variables, images)
   r = config.resizer
   title = (f"{config.model.name} · resizer {r.kind} ({r.interpolation}, "
            f"antialias={r.antialias}) · {r.in_size} → {r.out_size}")
