@@ -12,6 +12,7 @@ batches already consumed, before decoding them.
 """
 
 import dataclasses
+import os
 from typing import Iterator
 
 import jax
@@ -21,6 +22,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers our builders)
+from absl import logging
+from resizer.datasets import iqa_demo
 
 Batch = dict[str, np.ndarray]
 
@@ -34,7 +37,8 @@ class DatasetInfo:
   """What the trainer needs to know of a dataset before reading it."""
   num_train_examples: int      # this process's share of the train split
   num_eval_examples: int       # this process's share of the eval split
-  num_classes: int | None
+  num_classes: int | None      # of a ClassLabel label
+  label_shape: tuple[int, ...] | None
   image_key: str
   label_key: str
 
@@ -42,14 +46,23 @@ class DatasetInfo:
 def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder of `cfg.dataset`, or a message saying how to
   prepare it. With `cfg.prepare` it is generated on first use."""
+  data_dir = os.path.expanduser(cfg.data_dir) if cfg.data_dir else None
   try:
-    builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
+    builder = tfds.builder(cfg.dataset, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DatasetNotReadyError(
         f'config.input.dataset={cfg.dataset!r} is not a TFDS dataset '
         f'({str(e).splitlines()[0]})') from None
-  if cfg.get('prepare', False):
-    builder.download_and_prepare()
+  if cfg.get('prepare', False) and not builder.is_prepared():
+    manual_dir = cfg.get('manual_dir')
+    if manual_dir:
+      manual_dir = os.path.expanduser(manual_dir)
+      if (cfg.get('make_manual_dir') == 'iqa_demo' and not os.path.exists(
+          os.path.join(manual_dir, 'AVA.txt'))):
+        logging.info('Writing the offline IQA demo images to %s.', manual_dir)
+        iqa_demo.write_ava_dir(manual_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   if not _readable(builder, cfg.train_split):
     manual = ''
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
@@ -90,13 +103,18 @@ def dataset_info(builder: tfds.core.DatasetBuilder,
                  cfg: ml_collections.ConfigDict) -> DatasetInfo:
   """Split sizes of this process's shares, and the label count."""
   features = builder.info.features
-  label = features[cfg.label_key] if cfg.label_key in features else None
+  if cfg.label_key not in features or cfg.image_key not in features:
+    raise ValueError(
+        f'config.input.label_key={cfg.label_key!r} / image_key='
+        f'{cfg.image_key!r}: {cfg.dataset} has features {sorted(features)}.')
+  label = features[cfg.label_key]
   def share(split):
     return num_examples(builder, tfds.split_for_jax_process(split))
   return DatasetInfo(
       num_train_examples=share(cfg.train_split),
       num_eval_examples=share(cfg.eval_split),
       num_classes=getattr(label, 'num_classes', None),
+      label_shape=tuple(label.shape),
       image_key=cfg.image_key, label_key=cfg.label_key)
 
 

@@ -4,6 +4,7 @@ outputs and how a whole eval set's outputs become metrics."""
 import dataclasses
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -48,7 +49,36 @@ def classification(config: ml_collections.ConfigDict) -> Task:
               metrics.classification_metrics, main_metric='top1_accuracy')
 
 
-TASKS = {'classification': classification}
+def iqa(config: ml_collections.ConfigDict) -> Task:
+  """Image quality assessment: logits → softmax over the K rating bins,
+  trained with the normalised EMD to the human rating distribution
+  (`batch['label']`, from `config.input.label_key`)."""
+  r = config.loss.get('emd_r', 2.0)
+
+  def head(logits):
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+  def loss(logits, batch):
+    return losses.emd(head(logits), batch['label'], r)
+
+  def train_metrics(logits, batch):
+    pred_mean, _ = metrics.score_moments(head(logits))
+    true_mean, _ = metrics.score_moments(batch['label'])
+    return {'mean_score_abs_error': jnp.abs(pred_mean - true_mean)}
+
+  def eval_outputs(logits, batch):
+    p = head(logits)
+    pred_mean, pred_std = metrics.score_moments(p)
+    true_mean, true_std = metrics.score_moments(batch['label'])
+    return {'pred_mean': pred_mean, 'true_mean': true_mean,
+            'pred_std': pred_std, 'true_std': true_std,
+            'emd': losses.emd(p, batch['label'], r)}
+
+  return Task(loss, train_metrics, eval_outputs, metrics.iqa_metrics,
+              main_metric='srcc')
+
+
+TASKS = {'classification': classification, 'iqa': iqa}
 
 
 def get_task(config: ml_collections.ConfigDict) -> Task:

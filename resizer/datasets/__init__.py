@@ -1,3 +1,3 @@
 """TFDS builders of this project; importing the package registers them."""
 
-from resizer.datasets import fine_gratings  # noqa: F401
+from resizer.datasets import ava, fine_gratings  # noqa: F401
