@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from resizer import checkpoints, config_checks, image_summaries
-from resizer import input_pipeline, optim, summary, tasks
+from resizer import input_pipeline, optim, preemption, summary, tasks
 from resizer.models import composite
 
 AXIS = 'data'
@@ -209,6 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   logging.info('Training from step %d to %d (%d steps per epoch).',
                start_step, total_steps, steps_per_epoch)
 
+  watcher = preemption.PreemptionWatcher()
   try:
     for step in range(start_step + 1, total_steps + 1):
       batch = to_global(next(train_iter))
@@ -242,7 +243,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
         logging.info('Eval at step %d: %s', step, eval_metrics)
       if should_save:
         checkpoints.save(mgr, state)
+      if not is_last and watcher.should_stop(step):
+        check_finite(pending, step, mgr.latest_step())
+        checkpoints.save(mgr, state)
+        mgr.wait_until_finished()
+        raise preemption.Preempted(
+            f'Preempted (SIGTERM) after step {step}: checkpoint saved in '
+            f'{mgr.directory}. Rerun the same command to resume.')
   finally:
+    watcher.close()
     mgr.wait_until_finished()
     mgr.close()
   writer.flush()
