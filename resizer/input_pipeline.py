@@ -20,9 +20,10 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
+from jax.experimental import multihost_utils
 
 import resizer.datasets  # noqa: F401  (registers our builders)
-from absl import logging
 from resizer.datasets import iqa_demo
 
 Batch = dict[str, np.ndarray]
@@ -53,16 +54,8 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     raise DatasetNotReadyError(
         f'config.input.dataset={cfg.dataset!r} is not a TFDS dataset '
         f'({str(e).splitlines()[0]})') from None
-  if cfg.get('prepare', False) and not builder.is_prepared():
-    manual_dir = cfg.get('manual_dir')
-    if manual_dir:
-      manual_dir = os.path.expanduser(manual_dir)
-      if (cfg.get('make_manual_dir') == 'iqa_demo' and not os.path.exists(
-          os.path.join(manual_dir, 'AVA.txt'))):
-        logging.info('Writing the offline IQA demo images to %s.', manual_dir)
-        iqa_demo.write_ava_dir(manual_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  if cfg.get('prepare', False):
+    _prepare_once(builder, cfg)
   if not _readable(builder, cfg.train_split):
     manual = ''
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
@@ -75,6 +68,22 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
         f'{builder._data_dir_root}` (or set TFDS_DATA_DIR / '
         f'config.input.data_dir to where it is).{manual}')
   return builder
+
+
+def _prepare_once(builder, cfg) -> None:
+  """Prepares the dataset on process 0 while the other processes wait."""
+  if jax.process_index() == 0 and not builder.is_prepared():
+    manual_dir = cfg.get('manual_dir')
+    if manual_dir:
+      manual_dir = os.path.expanduser(manual_dir)
+      if (cfg.get('make_manual_dir') == 'iqa_demo' and not os.path.exists(
+          os.path.join(manual_dir, 'AVA.txt'))):
+        logging.info('Writing the offline IQA demo images to %s.', manual_dir)
+        iqa_demo.write_ava_dir(manual_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'prepared {builder.name}')
 
 
 def _readable(builder, split: str) -> bool:

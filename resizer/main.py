@@ -5,9 +5,16 @@ r"""Trains a resizer → backbone model.
       --workdir=gs://bucket/runs/densenet_bicubic --config.input.batch_size=512
 
 Rerunning the same command with the same workdir resumes from its latest
-checkpoint.
+checkpoint; on SIGTERM (a preemption) it checkpoints and exits with 143.
+
+Several processes (TPU pods, multi-node GPU): `jax.distributed.initialize()`
+runs when --jax_distributed=true, or with 'auto' (the default) on a
+multi-host Cloud TPU VM or when --coordinator_address is given. Each
+process then reads its share of the data; process 0 logs to TensorBoard and
+writes results.json, and all of them write checkpoints together.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -19,11 +26,44 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file[:argument].', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard '
                                'logs and results.json go.')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'jax_distributed', 'auto', ['auto', 'true', 'false'],
+    'Call jax.distributed.initialize() (auto: on multi-host TPU VMs or when '
+    '--coordinator_address is set).')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0 (elsewhere than on '
+    'Cloud TPU, where it is discovered).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Process count.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, "This process's index.")
+
+
+def wants_distributed(setting: str, coordinator: str | None,
+                      environ: dict[str, str]) -> bool:
+  """Whether to call jax.distributed.initialize()."""
+  if setting != 'auto':
+    return setting == 'true'
+  multi_host_tpu = ',' in environ.get('TPU_WORKER_HOSTNAMES', '')
+  return bool(coordinator) or multi_host_tpu
+
+
+def initialize_distributed() -> None:
+  import jax
+  if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
+    # CPU processes exchange collectives through gloo.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                             num_processes=_NUM_PROCESSES.value,
+                             process_id=_PROCESS_ID.value)
+  logging.info('Process %d of %d, %d local of %d devices.',
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if wants_distributed(_DISTRIBUTED.value, _COORDINATOR.value, os.environ):
+    initialize_distributed()
   # TensorFlow only feeds data: keep it off the accelerators JAX uses.
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')

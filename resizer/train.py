@@ -37,77 +37,29 @@ from resizer.models import composite
 AXIS = 'data'
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> dict[str, Any]:
-  """Trains (or, with `config.eval_only`, evaluates) and returns the results."""
-  start_time = time.time()
-  # ------------------------------------------------------------------ config
-  # Everything that can be wrong with the config fails here, before any data
-  # is read or anything is compiled.
-  config_checks.validate(config, jax.device_count(), jax.process_count())
-  task = tasks.get_task(config)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:  # For resizer.visualize and for the record.
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+# ------------------------------------------------------------ the step itself
+# Built by functions so that benchmarks and multi-process tests run exactly
+# the step that training runs.
 
-  # -------------------------------------------------------------------- mesh
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
-  replicated = NamedSharding(mesh, P())
-  sharded = NamedSharding(mesh, P(AXIS))
+def make_init(model, tx, in_size: tuple[int, int], mesh):
+  """A jitted rng → initial state, created replicated over `mesh`."""
 
-  # ------------------------------------------------------------------- input
-  builder = input_pipeline.get_builder(config.input)
-  info = input_pipeline.dataset_info(builder, config.input)
-  config_checks.validate_against_data(config, info)
-  in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
-  local_batch = config.input.batch_size // jax.process_count()
-  local_eval_batch = config.input.eval_batch_size // jax.process_count()
-  steps_per_epoch = input_pipeline.steps_per_epoch(builder, config.input,
-                                                   local_batch)
-  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
-  num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
-                                                     local_eval_batch)
-
-  # ------------------------------------------------------------------- model
-  bn_axis = AXIS if config.bn_cross_device else None
-  model = composite.build_model(config, bn_axis_name=bn_axis)
-  eval_model = composite.build_model(config)  # No cross-device BN in eval.
-  tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
-                                         total_steps)
-
-  @functools.partial(jax.jit, out_shardings=replicated)
+  @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P()))
   def init(rng):
     images = jnp.zeros((1, *in_size, 3), jnp.uint8)
-    variables = eval_model.init({'params': rng, 'dropout': rng}, images,
-                                train=False)
+    variables = model.init({'params': rng, 'dropout': rng}, images, train=False)
     return {'step': jnp.zeros((), jnp.int32),
             'params': variables['params'],
             'batch_stats': variables.get('batch_stats', {}),
             'opt_state': tx.init(variables['params'])}
 
-  rng = jax.random.key(config.seed)
-  state = init(jax.random.fold_in(rng, 0))
+  return init
 
-  # ------------------------------------------------ checkpoints, warm start
-  mgr = checkpoints.manager(workdir, config.keep_checkpoints,
-                            config.async_checkpoints)
-  restored = checkpoints.restore_latest(mgr, state)
-  if restored is not None:
-    state = restored
-    logging.info('Resumed from %s at step %d.', mgr.directory,
-                 int(state['step']))
-  elif config.init_from.workdir:
-    source = checkpoints.load_for_warm_start(config.init_from.workdir)
-    state = checkpoints.warm_start(state, source, config.init_from.parts)
-    logging.info('Warm-started %s from %s.', config.init_from.parts,
-                 config.init_from.workdir)
-  elif config.eval_only:
-    raise FileNotFoundError(f'config.eval_only is set but {workdir} has no '
-                            'checkpoint to evaluate.')
-  start_step = int(state['step'])
 
-  # ------------------------------------------------------------- train step
+def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh):
+  """The jitted, data-parallel step (state, global batch, rng) → (state,
+  metrics). The state is donated."""
+
   def train_step(state, batch, rng):
     """One step on this device's shard of the batch; runs under shard_map."""
     rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
@@ -135,20 +87,90 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                  'batch_stats': batch_stats, 'opt_state': opt_state}
     return new_state, step_metrics
 
-  p_train_step = jax.jit(
+  return jax.jit(
       jax.shard_map(train_step, mesh=mesh, in_specs=(P(), P(AXIS), P()),
                     out_specs=(P(), P())),
       donate_argnums=(0,))
 
-  # -------------------------------------------------------------- eval step
+
+def make_eval_step(model, task: tasks.Task, mesh):
+  """The jitted step (state, global batch) → per-example outputs and mask,
+  sharded like the batch."""
+
   def eval_step(state, batch):
-    logits = eval_model.apply(
+    logits = model.apply(
         {'params': state['params'], 'batch_stats': state['batch_stats']},
         batch['image'], train=False)
     return {**task.eval_outputs(logits, batch), 'mask': batch['mask']}
 
-  p_eval_step = jax.jit(jax.shard_map(
+  return jax.jit(jax.shard_map(
       eval_step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
+
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> dict[str, Any]:
+  """Trains (or, with `config.eval_only`, evaluates) and returns the results."""
+  start_time = time.time()
+  # ------------------------------------------------------------------ config
+  # Everything that can be wrong with the config fails here, before any data
+  # is read or anything is compiled.
+  config_checks.validate(config, jax.device_count(), jax.process_count())
+  task = tasks.get_task(config)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:  # For resizer.visualize and for the record.
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  # -------------------------------------------------------------------- mesh
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
+  sharded = NamedSharding(mesh, P(AXIS))
+
+  # ------------------------------------------------------------------- input
+  builder = input_pipeline.get_builder(config.input)
+  info = input_pipeline.dataset_info(builder, config.input)
+  config_checks.validate_against_data(config, info)
+  in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  local_batch = config.input.batch_size // jax.process_count()
+  local_eval_batch = config.input.eval_batch_size // jax.process_count()
+  steps_per_epoch = input_pipeline.steps_per_epoch(builder, config.input,
+                                                   local_batch)
+  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
+                                                     local_eval_batch)
+
+  # ------------------------------------------------------------------- model
+  bn_axis = AXIS if config.bn_cross_device else None
+  model = composite.build_model(config, bn_axis_name=bn_axis)
+  eval_model = composite.build_model(config)  # No cross-device BN in eval.
+  tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
+                                         total_steps)
+
+  init = make_init(eval_model, tx, in_size, mesh)
+  rng = jax.random.key(config.seed)
+  state = init(jax.random.fold_in(rng, 0))
+
+  # ------------------------------------------------ checkpoints, warm start
+  mgr = checkpoints.manager(workdir, config.keep_checkpoints,
+                            config.async_checkpoints)
+  restored = checkpoints.restore_latest(mgr, state)
+  if restored is not None:
+    state = restored
+    logging.info('Resumed from %s at step %d.', mgr.directory,
+                 int(state['step']))
+  elif config.init_from.workdir:
+    source = checkpoints.load_for_warm_start(config.init_from.workdir)
+    state = checkpoints.warm_start(state, source, config.init_from.parts)
+    logging.info('Warm-started %s from %s.', config.init_from.parts,
+                 config.init_from.workdir)
+  elif config.eval_only:
+    raise FileNotFoundError(f'config.eval_only is set but {workdir} has no '
+                            'checkpoint to evaluate.')
+  start_step = int(state['step'])
+
+  # ------------------------------------------------------ train & eval steps
+  p_train_step = make_train_step(model, tx, task, lr_schedule, mesh)
+  p_eval_step = make_eval_step(eval_model, task, mesh)
 
   def to_global(batch):
     """This process's numpy batch → one global array sharded over the mesh."""
