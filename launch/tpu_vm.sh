@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Cloud TPU VM lifecycle for this codebase, in the style of big_vision:
+# create a VM, copy the code to every worker, run a config on all workers,
+# follow the log, watch TensorBoard, delete the VM.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: launch/tpu_vm.sh COMMAND --name=NAME --zone=ZONE [options] [-- ARGS]
+
+Commands:
+  create        create the TPU VM (--queued: as a queued resource)
+  setup         copy this checkout (git HEAD) to every worker
+  run           run `python -m resizer.main ARGS` on every worker, in the background
+  logs          follow worker 0's log
+  tensorboard   start TensorBoard here on --workdir (a gs:// path)
+  delete        delete the TPU VM (and its queued resource)
+
+Options:
+  --name=NAME               TPU VM name (required)
+  --zone=ZONE               e.g. us-central2-b (required)
+  --project=PROJECT         default: gcloud's configured project
+  --accelerator=TYPE        create: e.g. v4-32 (default), v5litepod-16
+  --version=RUNTIME         create: TPU software version (default tpu-ubuntu2204-base)
+  --queued                  create/delete: use a queued resource
+  --spot                    create: spot capacity (preemptible)
+  --data-dir=gs://...       run: TFDS_DATA_DIR on the workers
+  --workdir=gs://...        tensorboard: the run's workdir
+  --dry-run                 print the commands instead of running them
+  -h, --help                this text
+
+Example:
+  launch/tpu_vm.sh create --name=resizer --zone=us-central2-b --accelerator=v4-32
+  launch/tpu_vm.sh setup  --name=resizer --zone=us-central2-b
+  launch/tpu_vm.sh run    --name=resizer --zone=us-central2-b --data-dir=gs://my-bucket/tfds -- \
+      --config=configs/imagenet_resnet50.py --workdir=gs://my-bucket/runs/r50_learned
+USAGE
+}
+
+die() { echo "tpu_vm.sh: $*" >&2; echo "Run launch/tpu_vm.sh --help for usage." >&2; exit 2; }
+
+command="${1:-}"
+case "$command" in
+  -h|--help|"") usage; [ -n "$command" ] && exit 0 || exit 2 ;;
+  create|setup|run|logs|tensorboard|delete) shift ;;
+  *) die "unknown command '$command'" ;;
+esac
+
+name="" zone="" project="" accelerator="v4-32" version="tpu-ubuntu2204-base"
+queued=0 spot=0 data_dir="" workdir="" dry_run=0
+run_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --name=*) name="${1#*=}" ;;
+    --zone=*) zone="${1#*=}" ;;
+    --project=*) project="${1#*=}" ;;
+    --accelerator=*) accelerator="${1#*=}" ;;
+    --version=*) version="${1#*=}" ;;
+    --queued) queued=1 ;;
+    --spot) spot=1 ;;
+    --data-dir=*) data_dir="${1#*=}" ;;
+    --workdir=*) workdir="${1#*=}" ;;
+    --dry-run) dry_run=1 ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift
+        # --dry-run is this script's even after -- (resizer.main has none):
+        # appended at the end of a command, it must never launch anything.
+        for word in "$@"; do
+          if [ "$word" = --dry-run ]; then dry_run=1; else run_args+=("$word"); fi
+        done
+        break ;;
+    *) die "unknown option '$1'" ;;
+  esac
+  shift
+done
+
+[ -n "$name" ] || [ "$command" = tensorboard ] || die "--name is required"
+[ -n "$zone" ] || [ "$command" = tensorboard ] || die "--zone is required"
+if [ "$command" = run ]; then
+  [ ${#run_args[@]} -gt 0 ] || die "run needs resizer.main arguments after --"
+  printf '%s\n' "${run_args[@]}" | grep -q -- '^--config=' || die "run needs --config=... after --"
+  printf '%s\n' "${run_args[@]}" | grep -q -- '^--workdir=gs://' \
+    || die "run needs --workdir=gs://... after -- (every worker must see it)"
+fi
+if [ "$command" = tensorboard ]; then
+  case "$workdir" in gs://*) ;; *) die "tensorboard needs --workdir=gs://..." ;; esac
+fi
+
+# A word as it would be typed: bare if safe, else in single quotes.
+quote() {
+  if [[ "$1" =~ ^[A-Za-z0-9_./:=@,+-]+$ ]]; then
+    printf '%s' "$1"
+  else
+    printf "'%s'" "${1//\'/\'\\\'\'}"
+  fi
+}
+
+# Prints (dry run) or runs a command.
+run() {
+  if [ "$dry_run" = 1 ]; then
+    local out="" word
+    for word in "$@"; do out+="$(quote "$word") "; done
+    echo "${out% }"
+  else
+    "$@"
+  fi
+}
+
+common=(--zone="$zone")
+[ -n "$project" ] && common+=(--project="$project")
+tpu=(gcloud compute tpus tpu-vm)
+
+case "$command" in
+  create)
+    if [ "$queued" = 1 ]; then
+      extra=(); [ "$spot" = 1 ] && extra=(--spot)
+      run gcloud compute tpus queued-resources create "$name" --node-id="$name" \
+        --accelerator-type="$accelerator" --runtime-version="$version" \
+        "${extra[@]}" "${common[@]}"
+    else
+      extra=(); [ "$spot" = 1 ] && extra=(--spot)
+      run "${tpu[@]}" create "$name" --accelerator-type="$accelerator" \
+        --version="$version" "${extra[@]}" "${common[@]}"
+    fi ;;
+  setup)
+    run git archive --format=tar.gz -o /tmp/resizer.tar.gz HEAD
+    run "${tpu[@]}" scp /tmp/resizer.tar.gz "$name":~/resizer.tar.gz --worker=all "${common[@]}"
+    run "${tpu[@]}" ssh "$name" --worker=all "${common[@]}" \
+      --command='rm -rf ~/resizer && mkdir -p ~/resizer && tar -xzf ~/resizer.tar.gz -C ~/resizer' ;;
+  run)
+    quoted=""
+    for word in "${run_args[@]}"; do quoted+=" $(quote "$word")"; done
+    env_prefix=""
+    [ -n "$data_dir" ] && env_prefix="TFDS_DATA_DIR=$(quote "$data_dir") "
+    run "${tpu[@]}" ssh "$name" --worker=all "${common[@]}" \
+      --command="cd ~/resizer && ${env_prefix}nohup bash launch/run_tpu.sh resizer.main --jax_distributed=true${quoted} > ~/resizer.log 2>&1 &" ;;
+  logs)
+    run "${tpu[@]}" ssh "$name" --worker=0 "${common[@]}" --command='tail -F ~/resizer.log' ;;
+  tensorboard)
+    run tensorboard --logdir="$workdir" ;;
+  delete)
+    if [ "$queued" = 1 ]; then
+      run gcloud compute tpus queued-resources delete "$name" --force --quiet "${common[@]}"
+    else
+      run "${tpu[@]}" delete "$name" --quiet "${common[@]}"
+    fi ;;
+esac
