@@ -17,6 +17,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from resizer.models.common import Dtype, ModuleDef
 
@@ -49,10 +50,54 @@ def check_interpolation(owner: str, interpolation: str) -> None:
 
 def resize(x: jnp.ndarray, out_size: Sequence[int], interpolation: str,
            antialias: bool) -> jnp.ndarray:
-  """Resizes the spatial axes of an NHWC batch with a fixed interpolation."""
+  """Resizes the spatial axes of an NHWC batch with a fixed interpolation.
+
+  Bilinear without antialiasing (the paper's setting) takes a two-tap path
+  with the same output as `jax.image.resize`, which otherwise interpolates
+  with dense (out x in) matrices: on the learned resizer's 16-channel
+  features at 448→224 that is ~2 GFLOPs per image spent mostly on zeros.
+  """
+  if interpolation == 'bilinear' and not antialias:
+    return bilinear_two_tap(x, out_size)
+  return reference_resize(x, out_size, interpolation, antialias)
+
+
+def reference_resize(x: jnp.ndarray, out_size: Sequence[int],
+                     interpolation: str, antialias: bool) -> jnp.ndarray:
+  """`jax.image.resize` on the spatial axes of an NHWC batch."""
   shape = (x.shape[0], *out_size, x.shape[-1])
   return jax.image.resize(x, shape, method=INTERPOLATIONS[interpolation],
                           antialias=antialias)
+
+
+def bilinear_two_tap(x: jnp.ndarray, out_size: Sequence[int]) -> jnp.ndarray:
+  """Bilinear resize without antialiasing, as `jax.image.resize` samples it
+  (output i reads input coordinate (i + 0.5) * in / out - 0.5, clamped to the
+  edges), computed from the two neighbouring pixels of each output pixel."""
+  for axis, n_out in ((1, out_size[0]), (2, out_size[1])):
+    x = _two_tap_axis(x, axis, int(n_out))
+  return x
+
+
+def _two_tap_axis(x: jnp.ndarray, axis: int, n_out: int) -> jnp.ndarray:
+  n_in = x.shape[axis]
+  if n_in == n_out:
+    return x
+  if n_in % n_out == 0:  # Integer downscale: strided slices, no gather.
+    k = n_in // n_out
+    def every_kth(start):
+      return jax.lax.slice_in_dim(x, start, n_in, stride=k, axis=axis)
+    if k % 2:
+      return every_kth(k // 2)
+    return (every_kth(k // 2 - 1) + every_kth(k // 2)) * 0.5
+  coord = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+  lo = np.floor(coord).astype(np.int32)
+  hi = np.minimum(lo + 1, n_in - 1)
+  shape = [1] * x.ndim
+  shape[axis] = n_out
+  w_hi = jnp.asarray((coord - lo).reshape(shape), x.dtype)
+  return (jnp.take(x, lo, axis=axis) * (1 - w_hi)
+          + jnp.take(x, hi, axis=axis) * w_hi)
 
 
 class FixedResizer(nn.Module):
