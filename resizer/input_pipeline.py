@@ -208,6 +208,23 @@ def _with_options(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.with_options(options)
 
 
+def train_preprocess(cfg: ml_collections.ConfigDict, size, epoch_seed: int):
+  """The per-example training transform (index, example) → {'image', 'label'}:
+  random resized crop decoded from the JPEG, resized to `size`, flipped;
+  its randomness is a function of (epoch_seed, index) only."""
+
+  def preprocess(index, example):
+    example_seed = tf.stack([tf.cast(epoch_seed % (2**31), tf.int64), index])
+    image = _decode_and_random_crop(example[cfg.image_key], cfg, example_seed)
+    image = _resize(image, cfg, size)
+    if cfg.flip:
+      image = tf.image.stateless_random_flip_left_right(
+          image, seed=example_seed + 1)
+    return {'image': image, 'label': example[cfg.label_key]}
+
+  return preprocess
+
+
 def steps_per_epoch(builder, cfg: ml_collections.ConfigDict,
                     local_batch_size: int) -> int:
   """Full batches per epoch, the same on every process (its smallest share)."""
@@ -238,16 +255,8 @@ def train_epoch(builder, cfg: ml_collections.ConfigDict, *, size, epoch: int,
   ds = ds.skip(skip_batches * local_batch_size)
   ds = ds.enumerate(start=skip_batches * local_batch_size)
 
-  def preprocess(index, example):
-    example_seed = tf.stack([tf.cast(epoch_seed % (2**31), tf.int64), index])
-    image = _decode_and_random_crop(example[cfg.image_key], cfg, example_seed)
-    image = _resize(image, cfg, size)
-    if cfg.flip:
-      image = tf.image.stateless_random_flip_left_right(
-          image, seed=example_seed + 1)
-    return {'image': image, 'label': example[cfg.label_key]}
-
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(train_preprocess(cfg, size, epoch_seed),
+              num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size, drop_remainder=True)
   ds = ds.take(steps - skip_batches)  # Keeps processes in lockstep.
   return _with_options(ds.prefetch(cfg.prefetch_batches))

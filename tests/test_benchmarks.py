@@ -1,0 +1,37 @@
+"""The benchmark scripts run in a smoke mode and print well-formed results."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args):
+  out = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', script),
+                        *args], cwd=ROOT, capture_output=True, text=True,
+                       check=True).stdout
+  return [json.loads(l) for l in out.splitlines() if l.startswith('{')], out
+
+
+def test_train_step_benchmark_smoke():
+  rows, out = run('train_step.py', '--config=configs/demo.py',
+                  '--resizers=none:16,learned:32', '--out_size=16',
+                  '--model=resnet_tiny', '--batch_size=8', '--dtype=float32',
+                  '--steps=1', '--repeats=2')
+  assert [r['resizer'] for r in rows] == ['none', 'learned']
+  for r in rows:
+    assert r['images_per_sec'] > 0 and r['step_ms_min'] <= r['step_ms_median']
+    assert r['train_gflops_per_image'] > 0 and r['compile_sec'] > 0
+  # The learned resizer's step costs more FLOPs than the plain one.
+  assert rows[1]['train_gflops_per_image'] > rows[0]['train_gflops_per_image']
+  assert '| ratio |' in out.splitlines()[-4]  # The table's header.
+
+
+def test_input_pipeline_benchmark_smoke():
+  rows, _ = run('input_pipeline.py', '--size=32', '--batch_size=4',
+                '--num_images=8', '--seconds=0.5',
+                '--consumer_images_per_sec=100')
+  r, = rows
+  assert r['images_per_sec_one_core'] > 0 and r['cores_needed'] > 0
