@@ -39,25 +39,8 @@ done
 printf '%s\n' "${args[@]}" | grep -q -- '^--config=' || die "--config=... is required after --"
 printf '%s\n' "${args[@]}" | grep -q -- '^--workdir=' || die "--workdir=... is required after --"
 
-# A word as it would be typed: bare if safe, else in single quotes.
-quote() {
-  if [[ "$1" =~ ^[A-Za-z0-9_./:=@,+-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-# Prints (dry run) or runs a command.
-run() {
-  if [ "$dry_run" = 1 ]; then
-    local out="" word
-    for word in "$@"; do out+="$(quote "$word") "; done
-    echo "${out% }"
-  else
-    "$@"
-  fi
-}
+# shellcheck source=launch/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 if [ ! -x "$venv/bin/python" ] || [ "$dry_run" = 1 ]; then
   run python3 -m venv "$venv"

@@ -86,25 +86,8 @@ if [ "$command" = tensorboard ]; then
   case "$workdir" in gs://*) ;; *) die "tensorboard needs --workdir=gs://..." ;; esac
 fi
 
-# A word as it would be typed: bare if safe, else in single quotes.
-quote() {
-  if [[ "$1" =~ ^[A-Za-z0-9_./:=@,+-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-# Prints (dry run) or runs a command.
-run() {
-  if [ "$dry_run" = 1 ]; then
-    local out="" word
-    for word in "$@"; do out+="$(quote "$word") "; done
-    echo "${out% }"
-  else
-    "$@"
-  fi
-}
+# shellcheck source=launch/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 common=(--zone="$zone")
 [ -n "$project" ] && common+=(--project="$project")

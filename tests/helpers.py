@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def variable_counts(module, in_size=(224, 224), **call_kwargs):
@@ -18,3 +19,38 @@ def output_shape(module, in_size, batch=2):
   x = jnp.zeros((batch, *in_size, 3))
   v = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
   return jax.eval_shape(lambda v: module.apply(v, x, train=False), v).shape
+
+
+def check_bf16_forward(model, num_classes, in_size=(40, 36), batch=4):
+  """Eval and train forward passes in bfloat16 with float32 parameters give
+  finite logits and BN updates of the declared structure.
+
+  The variables are filled from numpy with the shapes `init` declares rather
+  than drawn by `init` itself: compiling threefry sampling for every
+  parameter shape costs seconds on a CPU.
+  """
+  x = np.random.default_rng(1).normal(size=(batch, *in_size, 3)).astype(
+      np.float32)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(shapes['params']))
+  rng = np.random.default_rng(0)
+  variables = jax.tree.map(
+      lambda s: (0.1 * rng.normal(size=s.shape)).astype(s.dtype), shapes)
+  variables['batch_stats'] = jax.tree.map(
+      np.abs, variables['batch_stats'])  # Variances must be non-negative.
+
+  @jax.jit
+  def forward(variables, x, key):
+    eval_out = model.apply(variables, x, train=False)
+    train_out, updates = model.apply(variables, x, train=True,
+                                     rngs={'dropout': key},
+                                     mutable=['batch_stats'])
+    return eval_out, train_out, updates
+
+  eval_out, train_out, updates = forward(variables, x, jax.random.key(2))
+  for out in (eval_out, train_out):
+    assert out.shape == (batch, num_classes) and out.dtype == jnp.bfloat16
+    assert np.all(np.isfinite(np.asarray(out, np.float32)))
+  assert (jax.tree.structure(updates['batch_stats'])
+          == jax.tree.structure(shapes['batch_stats']))
+  assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates['batch_stats']))

@@ -11,6 +11,7 @@ import pytest
 from resizer.models.common import batch_norm
 from resizer.models.efficientnet import (EfficientNetB0, EfficientNetTiny,
                                          MBConv)
+from tests.helpers import check_bf16_forward
 
 # torchvision's `efficientnet_b0` num_params.
 B0_PARAMS = 5_288_548
@@ -69,40 +70,8 @@ def test_output_shapes(hw):
 
 
 def test_tiny_runs_in_bfloat16():
-  """Forward passes in bfloat16 with float32 parameters, eval and train.
-
-  The variables are filled from numpy with the shapes `init` declares rather
-  than drawn by `init` itself: compiling threefry sampling for every
-  parameter shape costs seconds on a CPU.
-  """
-  model = EfficientNetTiny(num_classes=5, dtype=jnp.bfloat16)
-  x = np.random.default_rng(1).normal(size=(4, 40, 36, 3)).astype(np.float32)
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), x, train=False))
-  assert all(p.dtype == jnp.float32
-             for p in jax.tree_util.tree_leaves(shapes['params']))
-  rng = np.random.default_rng(0)
-  variables = jax.tree_util.tree_map(
-      lambda s: (0.1 * rng.normal(size=s.shape)).astype(s.dtype), shapes)
-  variables['batch_stats'] = jax.tree_util.tree_map(
-      np.abs, variables['batch_stats'])  # Variances must be non-negative.
-
-  @jax.jit
-  def forward(variables, x, key):
-    eval_out = model.apply(variables, x, train=False)
-    train_out, updates = model.apply(variables, x, train=True,
-                                     rngs={'dropout': key},
-                                     mutable=['batch_stats'])
-    return eval_out, train_out, updates
-
-  eval_out, train_out, updates = forward(variables, x, jax.random.key(2))
-  for out in (eval_out, train_out):
-    assert out.shape == (4, 5) and out.dtype == jnp.bfloat16
-    assert np.all(np.isfinite(np.asarray(out, np.float32)))
-  assert (jax.tree_util.tree_structure(updates['batch_stats']) ==
-          jax.tree_util.tree_structure(shapes['batch_stats']))
-  assert all(np.all(np.isfinite(u))
-             for u in jax.tree_util.tree_leaves(updates['batch_stats']))
+  """bf16 compute, float32 parameters, eval and train, finite outputs."""
+  check_bf16_forward(EfficientNetTiny(num_classes=5, dtype=jnp.bfloat16), num_classes=5)
 
 
 def test_stochastic_depth_drops_whole_examples():

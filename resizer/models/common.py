@@ -40,3 +40,20 @@ def same_padding(kernel_size: int) -> Sequence[tuple[int, int]]:
 def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
   """Mean over the spatial axes: works at any input resolution."""
   return jnp.mean(x, axis=(1, 2))
+
+
+# torchvision initialises convolutions with kaiming_normal(mode='fan_out');
+# for a grouped kernel (k, k, in/groups, out) both count fan_out as k*k*out.
+conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None
+                   ) -> int:
+  """torchvision's `_make_divisible`: round to the nearest multiple of
+  `divisor`, never below `min_value` (default `divisor`) nor below 90% of v."""
+  if min_value is None:
+    min_value = divisor
+  new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+  if new_v < 0.9 * v:
+    new_v += divisor
+  return new_v

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
-                                   global_avg_pool, same_padding)
-from resizer.models.mobilenet import conv_kernel_init, make_divisible
+                                   conv_kernel_init, global_avg_pool,
+                                   make_divisible, same_padding)
 
 # (expand ratio, kernel, first stride, output channels, repeats), width and
 # depth 1.0; the input channels of a stage are the previous stage's output

@@ -25,11 +25,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
-                                   global_avg_pool, same_padding)
-
-# torchvision initialises convolutions with kaiming_normal(mode='fan_out');
-# for a grouped kernel (k, k, in/groups, out) both count fan_out as k*k*out.
-conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+                                   conv_kernel_init, global_avg_pool,
+                                   make_divisible, same_padding)
 
 # (expand ratio t, output channels c, repeats n, first stride s), width 1.0.
 MOBILENET_V2_SETTING = (
@@ -41,18 +38,6 @@ MOBILENET_V2_SETTING = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None
-                   ) -> int:
-  """torchvision's `_make_divisible`: round to the nearest multiple of
-  `divisor`, never below `min_value` (default `divisor`) nor below 90% of v."""
-  if min_value is None:
-    min_value = divisor
-  new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-  if new_v < 0.9 * v:
-    new_v += divisor
-  return new_v
 
 
 class InvertedResidual(nn.Module):
