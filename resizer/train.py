@@ -118,9 +118,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   config_checks.validate(config, jax.device_count(), jax.process_count())
   task = tasks.get_task(config)
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:  # For resizer.visualize and for the record.
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   # -------------------------------------------------------------------- mesh
   mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
@@ -138,6 +135,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
                                                      local_eval_batch)
+  if jax.process_index() == 0:  # Checked: for resizer.visualize and the record.
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
 
   # ------------------------------------------------------------------- model
   bn_axis = AXIS if config.bn_cross_device else None

@@ -134,3 +134,4 @@ def test_bad_config_fails_before_compiling_naming_the_key(tmp_path, key, value, 
                      match=match):
     run(tiny_config(**{key: value}), tmp_path)
   assert not os.path.exists(tmp_path / 'checkpoints')
+  assert not os.path.exists(tmp_path / 'config.json')  # A run's record stays.
