@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import common
 from resizer import optim, tasks, train
-from resizer.models import composite
+from resizer.models import composite, resizers
 
 # Dense bf16 peak FLOP/s per device (vendor figures, no sparsity).
 PEAK_FLOPS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12,
@@ -137,7 +137,13 @@ def main(argv=None) -> list[dict]:
   parser.add_argument('--dtype', default=None, choices=composite.DTYPES)
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--resize_impl', default='two_tap',
+                      choices=['two_tap', 'jax_image'],
+                      help='jax_image: every resize through jax.image.resize '
+                           '(dense matrices), to measure what two_tap buys')
   args = parser.parse_args(argv)
+  if args.resize_impl == 'jax_image':
+    resizers.resize = resizers.reference_resize
   rows = []
   for setting in args.resizers.split(','):
     kind, _, res = setting.partition(':')
@@ -153,6 +159,7 @@ def main(argv=None) -> list[dict]:
       sys.exit(f'--batch_size={batch} is not a multiple of the '
                f'{jax.device_count()} devices')
     row = benchmark(config, batch, args.steps, args.repeats)
+    row['resize_impl'] = args.resize_impl
     print(json.dumps(row), flush=True)
     rows.append(row)
   print(table(rows))

@@ -106,16 +106,15 @@ def write_ava_dir(out: str, num_images: int = 800, seed: int = 0) -> None:
     f.write('\n'.join(lines) + '\n')
 
 
-_OUT = flags.DEFINE_string('out', None, 'Directory to write.')
-_NUM = flags.DEFINE_integer('num_images', 800, 'Images to write.')
-
-
 def main(argv):
   del argv
-  write_ava_dir(_OUT.value, _NUM.value)
-  print(f'Wrote {_NUM.value} images and AVA.txt to {_OUT.value}.')
+  write_ava_dir(flags.FLAGS.out, flags.FLAGS.num_images)
+  print(f'Wrote {flags.FLAGS.num_images} images and AVA.txt to {flags.FLAGS.out}.')
 
 
 if __name__ == '__main__':
+  # Flags only when run as a command: the input pipeline imports this module.
+  flags.DEFINE_string('out', None, 'Directory to write.')
+  flags.DEFINE_integer('num_images', 800, 'Images to write.')
   flags.mark_flags_as_required(['out'])
   app.run(main)
