@@ -14,7 +14,7 @@ from configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, resizer='learned', antialias=False, seed=0,
-                         steps=400)
+                         steps=300)
   config = common.base_config()
   config.seed = arg.seed
   config.task = 'iqa'
@@ -27,7 +27,7 @@ def get_config(arg=None):
       shuffle_buffer=1024, cache_train=True, crop_area_range=(0.6, 1.0),
       eval_crop_fraction=1.0)
   config.model.update(name='resnet_demo', num_classes=10, dtype='float32')
-  config.resizer = common.resizer_config(arg.resizer, in_size=192, out_size=64,
+  config.resizer = common.resizer_config(arg.resizer, in_size=128, out_size=32,
                                          antialias=arg.antialias)
   config.loss.label_smoothing = 0.0
   config.optim.update(name='adam', learning_rate=1e-3, schedule='cosine',
