@@ -7,7 +7,8 @@ import pytest
 
 from resizer.models.resizers import (FixedResizer, IdentityResizer,
                                      LearnedResizer, MullerResizer,
-                                     bilinear_two_tap, reference_resize,
+                                     bilinear_two_tap, gaussian_blur,
+                                     gaussian_kernel, reference_resize,
                                      resize)
 
 
@@ -175,3 +176,13 @@ def test_resize_takes_the_fast_path_only_for_plain_bilinear():
   assert 'dot_general' not in jaxpr
   jaxpr = str(jax.make_jaxpr(lambda x: resize(x, (32, 32), 'bilinear', True))(x))
   assert 'dot_general' in jaxpr
+
+
+def test_gaussian_blur_equals_the_depthwise_convolution_it_replaces():
+  x = jax.random.normal(jax.random.key(0), (2, 19, 23, 3))
+  k = jnp.asarray(gaussian_kernel(5, 1.0), jnp.float32)
+  conv = lambda x, kernel: jax.lax.conv_general_dilated(
+      x, jnp.tile(kernel, (1, 1, 1, 3)), (1, 1), 'SAME', feature_group_count=3,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  reference = conv(conv(x, k.reshape(1, 5, 1, 1)), k.reshape(5, 1, 1, 1))
+  np.testing.assert_allclose(gaussian_blur(x, 5, 1.0), reference, atol=1e-5)

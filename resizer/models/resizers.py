@@ -212,6 +212,31 @@ class LearnedResizer(nn.Module):
     return y + naive
 
 
+def gaussian_kernel(kernel_size: int, stddev: float) -> np.ndarray:
+  """The normalised 1-D Gaussian taps of MULLER's blur."""
+  radius = kernel_size // 2
+  t = np.arange(-radius, radius + 1, dtype=np.float64)
+  k = np.exp(-t**2 / (2.0 * stddev**2))
+  return k / k.sum()
+
+
+def gaussian_blur(x: jnp.ndarray, kernel_size: int, stddev: float
+                  ) -> jnp.ndarray:
+  """Separable Gaussian blur of an NHWC batch with zero ('SAME') padding, as
+  shifted multiply-adds: a grouped convolution computes the same but runs
+  several times slower on XLA's CPU backend (see benchmarks/README.md)."""
+  taps = gaussian_kernel(kernel_size, stddev)
+  r = kernel_size // 2
+  for axis in (1, 2):
+    n = x.shape[axis]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r, r)
+    padded = jnp.pad(x, pad)
+    x = sum(float(w) * jax.lax.slice_in_dim(padded, i, i + n, axis=axis)
+            for i, w in enumerate(taps))
+  return x
+
+
 class MullerResizer(nn.Module):
   """MULLER (Tu, Milanfar & Talebi, ICCV 2023): a multilayer Laplacian resizer.
 
@@ -248,16 +273,7 @@ class MullerResizer(nn.Module):
     return resize(x, self.out_size, self.interpolation, self.antialias)
 
   def _blur(self, x):
-    radius = self.kernel_size // 2
-    t = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-    k = jnp.exp(-t**2 / (2.0 * self.stddev**2))
-    k = (k / k.sum()).astype(x.dtype)
-    c = x.shape[-1]
-    conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1),
-                             padding='SAME', feature_group_count=c,
-                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    x = conv(x, jnp.tile(k.reshape(1, -1, 1, 1), (1, 1, 1, c)))
-    return conv(x, jnp.tile(k.reshape(-1, 1, 1, 1), (1, 1, 1, c)))
+    return gaussian_blur(x, self.kernel_size, self.stddev)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
