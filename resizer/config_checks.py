@@ -85,7 +85,7 @@ def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
              'model.num_classes', config.model.num_classes,
              f'{info.num_classes}, the class count of {config.input.dataset}')
   if config.task == 'iqa':
-    _require(info.label_shape is not None and len(info.label_shape) == 1,
+    _require(len(info.label_shape) == 1,
              'input.label_key', config.input.label_key,
              'a feature holding one rating distribution per example')
     _require(config.model.num_classes == info.label_shape[0],

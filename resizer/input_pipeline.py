@@ -35,13 +35,9 @@ class DatasetNotReadyError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-  """What the trainer needs to know of a dataset before reading it."""
-  num_train_examples: int      # this process's share of the train split
-  num_eval_examples: int       # this process's share of the eval split
+  """What the config checks need to know of a dataset's labels."""
   num_classes: int | None      # of a ClassLabel label
-  label_shape: tuple[int, ...] | None
-  image_key: str
-  label_key: str
+  label_shape: tuple[int, ...]
 
 
 def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
@@ -110,21 +106,15 @@ def num_examples(builder, split: str) -> int:
 
 def dataset_info(builder: tfds.core.DatasetBuilder,
                  cfg: ml_collections.ConfigDict) -> DatasetInfo:
-  """Split sizes of this process's shares, and the label count."""
+  """The label feature's class count and shape; names the keys if absent."""
   features = builder.info.features
   if cfg.label_key not in features or cfg.image_key not in features:
     raise ValueError(
         f'config.input.label_key={cfg.label_key!r} / image_key='
         f'{cfg.image_key!r}: {cfg.dataset} has features {sorted(features)}.')
   label = features[cfg.label_key]
-  def share(split):
-    return num_examples(builder, tfds.split_for_jax_process(split))
-  return DatasetInfo(
-      num_train_examples=share(cfg.train_split),
-      num_eval_examples=share(cfg.eval_split),
-      num_classes=getattr(label, 'num_classes', None),
-      label_shape=tuple(label.shape),
-      image_key=cfg.image_key, label_key=cfg.label_key)
+  return DatasetInfo(num_classes=getattr(label, 'num_classes', None),
+                     label_shape=tuple(label.shape))
 
 
 def _decode_and_random_crop(data: tf.Tensor, cfg, seed: tf.Tensor) -> tf.Tensor:
