@@ -102,7 +102,10 @@ def base_config() -> ml_collections.ConfigDict:
       prefetch_batches=2,
   ))
   config.model = ml_collections.ConfigDict(dict(
-      name='densenet121', num_classes=1000, dtype='bfloat16'))
+      name='densenet121', num_classes=1000, dtype='bfloat16',
+      # 'keras' for weights imported from Keras applications (see
+      # resizer/models/conventions.py and resizer/import_weights.py).
+      convention='torchvision'))
   config.resizer = resizer_config('learned', 448, 224)
 
   config.loss = ml_collections.ConfigDict(dict(

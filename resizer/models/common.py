@@ -29,10 +29,25 @@ def batch_norm(train: bool, dtype: Dtype, axis_name: str | None, *,
       epsilon=epsilon, dtype=dtype, axis_name=axis_name, **kwargs)
 
 
-def same_padding(kernel_size: int) -> Sequence[tuple[int, int]]:
-  """Symmetric padding k//2 on each side, as torchvision and Keras use, so
-  imported weights see the same pixels (flax's 'SAME' pads asymmetrically
-  for strided convolutions)."""
+PADDINGS = ('symmetric', 'tf_same')
+
+
+def same_padding(kernel_size: int, mode: str = 'symmetric'
+                 ) -> str | Sequence[tuple[int, int]]:
+  """Padding that keeps the size at stride 1 (and halves it, rounding up, at
+  stride 2).
+
+  'symmetric' pads k//2 on each side, as torchvision does. 'tf_same' is
+  TensorFlow's 'SAME', which Keras' MobileNetV2 and EfficientNet use (as
+  `padding='same'` or `correct_pad` + 'valid'): identical at stride 1, but
+  at stride 2 on an even size it pads (k//2 - 1, k//2), so weights trained
+  one way see a one-pixel shift the other way.
+  """
+  if mode == 'tf_same':
+    return 'SAME'
+  if mode != 'symmetric':
+    raise ValueError(f'padding={mode!r} is invalid; expected one of '
+                     f'{list(PADDINGS)}.')
   p = kernel_size // 2
   return ((p, p), (p, p))
 

@@ -8,7 +8,8 @@
       num_res_blocks (learned), num_layers, kernel_size, stddev, avg_pool
       (muller).
   config.model: name (a key of BACKBONES), num_classes, dtype ('float32' |
-      'bfloat16' | 'float16').
+      'bfloat16' | 'float16'), convention ('torchvision' | 'keras', see
+      conventions.py; optional, default 'torchvision').
 
 Sizes are an int (square) or a (height, width) pair.
 """
@@ -18,7 +19,8 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models import densenet, efficientnet, inception, mobilenet, resnet
+from resizer.models import (conventions, densenet, efficientnet, inception,
+                            mobilenet, resnet)
 from resizer.models.common import Dtype, ModuleDef
 from resizer.models.resizers import (FixedResizer, IdentityResizer,
                                      LearnedResizer, MullerResizer)
@@ -43,8 +45,7 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
           'float16': jnp.float16}
 
 # ImageNet statistics of images scaled to [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = conventions.NORMALIZATIONS['imagenet']
 
 
 class ResizerBackbone(nn.Module):
@@ -137,6 +138,12 @@ def compute_dtype(model_cfg: Mapping) -> Dtype:
   return DTYPES[name]
 
 
+def convention(cfg: Mapping) -> conventions.Convention:
+  """The weight convention named by a `config.model` block."""
+  return conventions.get(cfg.get('name'),
+                         cfg.get('convention', 'torchvision'))
+
+
 def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
   """The backbone described by a `config.model` block."""
   name = cfg.get('name')
@@ -148,7 +155,8 @@ def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
     raise ValueError(f'config.model.num_classes={num_classes!r} is invalid; '
                      'expected an integer >= 1.')
   return BACKBONES[name](num_classes=num_classes, dtype=compute_dtype(cfg),
-                         bn_axis_name=bn_axis_name)
+                         bn_axis_name=bn_axis_name,
+                         **convention(cfg).backbone_kwargs)
 
 
 def build_model(config: Mapping, bn_axis_name: str | None = None
@@ -159,7 +167,9 @@ def build_model(config: Mapping, bn_axis_name: str | None = None
   averaged; only valid inside a `shard_map` over that axis.
   """
   dtype = compute_dtype(config['model'])
+  backbone = build_backbone(config['model'], bn_axis_name)
+  mean, std = conventions.NORMALIZATIONS[
+      convention(config['model']).normalization]
   return ResizerBackbone(
       resizer=build_resizer(config['resizer'], dtype, bn_axis_name),
-      backbone=build_backbone(config['model'], bn_axis_name),
-      dtype=dtype)
+      backbone=backbone, dtype=dtype, mean=mean, std=std)

@@ -53,11 +53,14 @@ class DenseNet(nn.Module):
   num_classes: int = 1000
   dtype: Dtype = jnp.float32
   bn_axis_name: str | None = None
+  bn_epsilon: float = 1e-5  # Keras: 1.001e-5
+  bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-    norm = batch_norm(train, self.dtype, self.bn_axis_name)
+    norm = batch_norm(train, self.dtype, self.bn_axis_name,
+                      momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     x = conv(self.num_init_features, (7, 7), (2, 2), padding=same_padding(7),
              name='conv_stem')(x)
     x = nn.relu(norm(name='bn_stem')(x))

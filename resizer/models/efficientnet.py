@@ -17,12 +17,12 @@ Stochastic depth drops whole examples' residual branches with rate
 
 BatchNorm: torchvision's `efficientnet_b0` uses plain `nn.BatchNorm2d`
 (eps 1e-5, torch momentum 0.1, i.e. flax 0.9); only B5-B7 and V2 pass
-eps 1e-3 (and B5-B7 momentum 0.01). Keras' EfficientNetB0 uses eps 1e-3 and
-momentum 0.99: set `bn_epsilon=1e-3, bn_momentum=0.99` when importing Keras
-weights. Padding is symmetric k//2 (torchvision's); Keras pads its stride-2
-convolutions by (k//2 - 1, k//2) on even-sized inputs, so Keras weights see a
-one-pixel shift there. Keras' model also normalises the input inside the
-network (Rescaling + Normalization layers), which is not part of this module.
+eps 1e-3 (and B5-B7 momentum 0.01). Its padding is symmetric. Keras'
+EfficientNetB0 uses eps 1e-3, momentum 0.99 and TensorFlow's 'SAME' padding;
+`config.model.convention='keras'` selects those (see conventions.py). Keras'
+model also normalises the input inside the network (Rescaling +
+Normalization layers, ImageNet statistics), which is not part of this module:
+the composite model normalises.
 """
 
 import functools
@@ -79,6 +79,7 @@ class MBConv(nn.Module):
   norm: ModuleDef
   strides: int = 1
   stochastic_depth_rate: float = 0.0
+  padding: str = 'symmetric'
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -90,7 +91,8 @@ class MBConv(nn.Module):
       y = nn.silu(self.norm(name='bn_expand')(y))
     k = self.kernel_size
     y = self.conv(expanded, (k, k), (self.strides,) * 2,
-                  padding=same_padding(k), feature_group_count=expanded,
+                  padding=same_padding(k, self.padding),
+                  feature_group_count=expanded,
                   name='conv_dw')(y)
     y = nn.silu(self.norm(name='bn_dw')(y))
     y = SqueezeExcitation(max(1, in_channels // 4), conv=self.conv,
@@ -121,6 +123,7 @@ class EfficientNet(nn.Module):
   bn_axis_name: str | None = None
   bn_epsilon: float = 1e-5
   bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
+  padding: str = 'symmetric'  # or 'tf_same' (Keras)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -132,14 +135,14 @@ class EfficientNet(nn.Module):
     depth = lambda n: int(math.ceil(n * self.depth_mult))
 
     x = conv(width(self.stem_channels), (3, 3), (2, 2),
-             padding=same_padding(3), name='conv_stem')(x)
+             padding=same_padding(3, self.padding), name='conv_stem')(x)
     x = nn.silu(norm(name='bn_stem')(x))
     total = sum(depth(b[4]) for b in self.blocks)
     block_id = 0
     for i, (expand, kernel, stride, out, repeats) in enumerate(self.blocks):
       for j in range(depth(repeats)):
         x = MBConv(width(out), expand, kernel, conv=conv, norm=norm,
-                   strides=stride if j == 0 else 1,
+                   strides=stride if j == 0 else 1, padding=self.padding,
                    stochastic_depth_rate=(self.stochastic_depth_rate *
                                           block_id / total),
                    name=f'stage{i + 1}_block{j + 1}')(x, train)

@@ -11,11 +11,9 @@ convolution to 1280 channels; global average pooling, dropout 0.2 and the
 classifier. ReLU6 throughout.
 
 BatchNorm: torchvision uses plain `nn.BatchNorm2d` (eps 1e-5, torch momentum
-0.1, i.e. flax 0.9). Keras' MobileNetV2 uses eps 1e-3 and momentum 0.999 (same
-convention as flax): set `bn_epsilon=1e-3, bn_momentum=0.999` when importing
-Keras weights. Padding is symmetric k//2 (torchvision's); Keras pads its
-stride-2 convolutions by (k//2 - 1, k//2) on even-sized inputs, so Keras
-weights see a one-pixel shift there.
+0.1, i.e. flax 0.9) and symmetric padding. Keras' MobileNetV2 uses eps 1e-3,
+momentum 0.999 (same convention as flax) and TensorFlow's 'SAME' padding;
+`config.model.convention='keras'` selects those (see conventions.py).
 """
 
 import functools
@@ -47,6 +45,7 @@ class InvertedResidual(nn.Module):
   conv: ModuleDef
   norm: ModuleDef
   strides: int = 1
+  padding: str = 'symmetric'
 
   @nn.compact
   def __call__(self, x):
@@ -56,7 +55,8 @@ class InvertedResidual(nn.Module):
     if self.expand_ratio != 1:
       y = self.conv(hidden, (1, 1), name='conv_expand')(y)
       y = nn.relu6(self.norm(name='bn_expand')(y))
-    y = self.conv(hidden, (3, 3), (self.strides,) * 2, padding=same_padding(3),
+    y = self.conv(hidden, (3, 3), (self.strides,) * 2,
+                  padding=same_padding(3, self.padding),
                   feature_group_count=hidden, name='conv_dw')(y)
     y = nn.relu6(self.norm(name='bn_dw')(y))
     y = self.conv(self.out_channels, (1, 1), name='conv_project')(y)
@@ -81,6 +81,7 @@ class MobileNetV2(nn.Module):
   bn_axis_name: str | None = None
   bn_epsilon: float = 1e-5
   bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
+  padding: str = 'symmetric'  # or 'tf_same' (Keras)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -91,12 +92,13 @@ class MobileNetV2(nn.Module):
     div = functools.partial(make_divisible, divisor=self.round_nearest)
 
     x = conv(div(self.stem_channels * self.width_mult), (3, 3), (2, 2),
-             padding=same_padding(3), name='conv_stem')(x)
+             padding=same_padding(3, self.padding), name='conv_stem')(x)
     x = nn.relu6(norm(name='bn_stem')(x))
     for i, (t, c, n, s) in enumerate(self.inverted_residual_setting):
       for j in range(n):
         x = InvertedResidual(div(c * self.width_mult), t, conv=conv,
                              norm=norm, strides=s if j == 0 else 1,
+                             padding=self.padding,
                              name=f'stage{i + 1}_block{j + 1}')(x)
     last = div(self.last_channel * max(1.0, self.width_mult))
     x = conv(last, (1, 1), name='conv_head')(x)

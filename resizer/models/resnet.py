@@ -1,4 +1,6 @@
-"""ResNet v1.5 (torchvision layout: the stride sits on the 3x3 convolution).
+"""ResNet v1.5 (torchvision layout: the stride sits on the 3x3 convolution),
+or v1 (Keras' ResNet50: the stride sits on the first 1x1) with
+`stride_in_1x1=True`.
 
 ResNet-18 has 11,689,512 and ResNet-50 25,557,032 trainable parameters at
 1000 classes, as torchvision's `resnet18` / `resnet50`.
@@ -39,18 +41,21 @@ class BasicBlock(nn.Module):
 
 
 class BottleneckBlock(nn.Module):
-  """1x1 → 3x3 (strided) → 1x1 with 4x expansion (ResNet-50 v1.5)."""
+  """1x1 → 3x3 (strided) → 1x1 with 4x expansion (ResNet-50 v1.5); with
+  `stride_in_1x1` the first 1x1 is strided instead (v1)."""
   filters: int
   conv: ModuleDef
   norm: ModuleDef
   strides: int = 1
+  stride_in_1x1: bool = False
 
   @nn.compact
   def __call__(self, x):
     residual = x
-    y = self.conv(self.filters, (1, 1), name='conv1')(x)
+    s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
+    y = self.conv(self.filters, (1, 1), (s1, s1), name='conv1')(x)
     y = nn.relu(self.norm(name='bn1')(y))
-    y = self.conv(self.filters, (3, 3), (self.strides,) * 2,
+    y = self.conv(self.filters, (3, 3), (s3, s3),
                   padding=same_padding(3), name='conv2')(y)
     y = nn.relu(self.norm(name='bn2')(y))
     y = self.conv(self.filters * 4, (1, 1), name='conv3')(y)
@@ -70,11 +75,20 @@ class ResNet(nn.Module):
   num_filters: int = 64
   dtype: Dtype = jnp.float32
   bn_axis_name: str | None = None
+  bn_epsilon: float = 1e-5
+  bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
+  stride_in_1x1: bool = False  # True: v1 (Keras); bottleneck blocks only
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-    norm = batch_norm(train, self.dtype, self.bn_axis_name)
+    norm = batch_norm(train, self.dtype, self.bn_axis_name,
+                      momentum=self.bn_momentum, epsilon=self.bn_epsilon)
+    block_cls = self.block_cls
+    if self.stride_in_1x1:
+      if block_cls is not BottleneckBlock:
+        raise ValueError('stride_in_1x1 applies to bottleneck ResNets only.')
+      block_cls = functools.partial(block_cls, stride_in_1x1=True)
     x = conv(self.num_filters, (7, 7), (2, 2), padding=same_padding(7),
              name='conv_stem')(x)
     x = nn.relu(norm(name='bn_stem')(x))
@@ -82,7 +96,7 @@ class ResNet(nn.Module):
     for i, block_size in enumerate(self.stage_sizes):
       for j in range(block_size):
         strides = 2 if i > 0 and j == 0 else 1
-        x = self.block_cls(self.num_filters * 2**i, conv=conv, norm=norm,
+        x = block_cls(self.num_filters * 2**i, conv=conv, norm=norm,
                            strides=strides, name=f'stage{i + 1}_block{j + 1}')(x)
     x = global_avg_pool(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
