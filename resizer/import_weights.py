@@ -1,0 +1,470 @@
+r"""Imports ImageNet weights from Keras applications or torchvision into a
+checkpoint that `config.init_from` can warm-start from.
+
+  python -m resizer.import_weights --model=densenet121 \
+      --source=densenet121-a639ec97.pth --out=weights/densenet121_torch
+
+  python -m resizer.import_weights --model=resnet50 \
+      --source=~/.keras/models/resnet50_weights_tf_dim_ordering_tf_kernels.h5 \
+      --out=weights/resnet50_keras
+
+Sources:
+  * torchvision state dicts (`.pth` / `.pt`), read with
+    `torch.load(weights_only=True)`, so no pickled code runs; training
+    checkpoints holding the state dict under 'state_dict' or 'model' work too.
+  * Keras applications weights (`.h5` as Keras downloads them, or Keras 3
+    `.weights.h5`), read by loading them into the matching
+    `keras.applications` model.
+
+`--out` receives `checkpoints/0/` (params and BatchNorm statistics under
+'backbone', as a run's checkpoints hold them) and `imported.json`, which
+names the backbone, its class count and its convention. Keras weights need
+`config.model.convention='keras'` (see resizer/models/conventions.py), which
+the trainer checks before compiling anything:
+
+  python -m resizer.main --config=configs/imagenet_resnet50.py \
+      --config.model.convention=keras \
+      --config.init_from.workdir=weights/resnet50_keras \
+      --config.init_from.parts=backbone --workdir=runs/r50
+
+Layouts: torch kernels (O, I, H, W) become (H, W, I, O); Keras depthwise
+kernels (H, W, C, 1) become (H, W, 1, C); torch linear weights are
+transposed. Keras' ResNet50 convolutions carry biases, which BatchNorm
+cancels in training; they are folded into the moving means, exactly. Its
+caffe preprocessing feeds BGR, so the stem kernel's input channels are
+reversed and the model takes RGB like every other.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+import warnings
+from typing import Callable, Iterator
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from resizer import checkpoints
+from resizer.models import composite, conventions
+
+IMPORTED_JSON = 'imported.json'
+FAMILIES = {'resnet50': 'resnet', 'densenet121': 'densenet',
+            'densenet_tiny': 'densenet', 'mobilenet_v2': 'mobilenet_v2',
+            'mobilenet_v2_tiny': 'mobilenet_v2',
+            'efficientnet_b0': 'efficientnet',
+            'efficientnet_tiny': 'efficientnet'}
+KERAS_APPLICATIONS = {'resnet50': 'ResNet50', 'densenet121': 'DenseNet121',
+                      'mobilenet_v2': 'MobileNetV2',
+                      'efficientnet_b0': 'EfficientNetB0'}
+FORMATS = ('torch', 'keras')
+
+Tensors = dict[str, np.ndarray]
+ModulePath = tuple[str, ...]
+
+
+class WeightsMismatch(ValueError):
+  """A weights file that does not fit the requested backbone."""
+
+
+# ---------------------------------------------------------------- reading
+
+
+def source_format(path: str) -> str:
+  """'keras' for .h5 files, 'torch' for .pth/.pt/.bin; else a ValueError."""
+  if path.endswith('.h5'):
+    return 'keras'
+  if path.endswith(('.pth', '.pt', '.bin')):
+    return 'torch'
+  raise ValueError(f'--source={path!r}: cannot tell the format from the '
+                   'extension; expected .h5 / .weights.h5 (Keras) or .pth / '
+                   '.pt (torchvision).')
+
+
+def read_torch(path: str) -> Tensors:
+  """A torchvision state dict as numpy arrays, without running pickled code."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as e:
+    raise ModuleNotFoundError(
+        f'Reading {path} needs PyTorch: pip install torch') from e
+  try:
+    state = torch.load(path, map_location='cpu', weights_only=True)
+  except Exception as e:  # torch raises several types for bad files.
+    raise WeightsMismatch(f'{path}: not a loadable torch state dict '
+                          f'(weights_only=True): {e}') from e
+  for key in ('state_dict', 'model'):
+    if isinstance(state, dict) and isinstance(state.get(key), dict):
+      state = state[key]
+  if not isinstance(state, dict):
+    raise WeightsMismatch(f'{path}: holds a {type(state).__name__}, not a '
+                          'state dict of tensors.')
+  tensors = {}
+  for name, value in state.items():
+    name = name.removeprefix('module.')  # DataParallel checkpoints.
+    # torchvision's DenseNet files predate its key names: 'norm.1' is 'norm1'.
+    name = re.sub(r'(denselayer\d+\.(?:norm|relu|conv))\.([12])\.', r'\1\2.',
+                  name)
+    if name.endswith('num_batches_tracked'):
+      continue
+    tensors[name] = value.detach().cpu().float().numpy()
+  return tensors
+
+
+def read_keras(path: str, model: str) -> Tensors:
+  """Keras applications weights as {'layer/weight': array}, read by loading
+  them into the matching Keras model (built with the file's class count)."""
+  if model not in KERAS_APPLICATIONS:
+    raise ValueError(f'--model={model!r}: Keras weights can be imported for '
+                     f'{sorted(KERAS_APPLICATIONS)}.')
+  import h5py  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  shapes = {}
+  try:
+    with h5py.File(path, 'r') as f:
+      f.visititems(lambda name, obj: shapes.__setitem__(name, obj.shape)
+                   if isinstance(obj, h5py.Dataset) else None)
+  except OSError as e:
+    raise WeightsMismatch(f'{path}: not a readable HDF5 file: {e}') from e
+  matrices = [(name, shape) for name, shape in shapes.items()
+              if len(shape) == 2]
+  if len(matrices) != 1:
+    raise WeightsMismatch(
+        f'{path}: expected exactly one classifier matrix (the "predictions" '
+        f'layer), found {matrices or "none"}; files without the top '
+        '(include_top=False, "notop") cannot be imported.')
+  num_classes = matrices[0][1][1]
+  net = getattr(keras.applications, KERAS_APPLICATIONS[model])(
+      weights=None, classes=num_classes, classifier_activation=None)
+  keras_model = KERAS_APPLICATIONS[model]
+  if len(shapes) != len(net.weights):
+    raise WeightsMismatch(f'{path}: holds {len(shapes)} tensors, but Keras '
+                          f'{keras_model} has {len(net.weights)}.')
+  # Keras 3 skips parts of a file it cannot place with only a warning; a
+  # half-loaded model must not pass for an imported one.
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    try:
+      net.load_weights(path)
+    except Exception as e:  # Keras raises several types for mismatches.
+      raise WeightsMismatch(
+          f'{path}: does not load into Keras {keras_model}: {e}') from e
+  tensors = {}
+  for layer in net.layers:
+    # Keras numbers auto-named layers per session ('normalization_1').
+    name = ('normalization' if isinstance(layer, keras.layers.Normalization)
+            else layer.name)
+    for w in layer.weights:
+      tensors[f'{name}/{w.name}'] = np.asarray(w.numpy(), np.float32)
+  return tensors
+
+
+# ------------------------------------------------ our modules → source names
+
+
+def _block_index(name: str) -> tuple[int, int]:
+  """'stage3_block2' → (3, 2); 'block3_layer2' → (3, 2)."""
+  return tuple(int(n) for n in re.findall(r'\d+', name))
+
+
+def torch_name(family: str, path: ModulePath, layout: dict) -> str:
+  """The torchvision module holding our module at `path`."""
+  top, sub = path[0], path[1:]
+  if family == 'resnet':
+    fixed = dict(conv_stem='conv1', bn_stem='bn1', head='fc')
+  elif family == 'densenet':
+    fixed = dict(conv_stem='features.conv0', bn_stem='features.norm0',
+                 bn_final='features.norm5', head='classifier')
+  else:  # mobilenet_v2, efficientnet: the head conv follows the last block.
+    last = layout.get('num_blocks' if family == 'mobilenet_v2'
+                      else 'num_stages', 0) + 1
+    fixed = dict(conv_stem='features.0.0', bn_stem='features.0.1',
+                 conv_head=f'features.{last}.0', bn_head=f'features.{last}.1',
+                 head='classifier.1')
+  if top in fixed:
+    return fixed[top]
+  leaf = '/'.join(sub)
+  if family == 'resnet':
+    stage, block = _block_index(top)
+    leaf = {'downsample_conv': 'downsample.0',
+            'downsample_bn': 'downsample.1'}.get(leaf, leaf)
+    return f'layer{stage}.{block - 1}.{leaf}'
+  if family == 'densenet':
+    if top.startswith('transition'):
+      return f'features.{top}.' + {'bn': 'norm', 'conv': 'conv'}[leaf]
+    block, layer = _block_index(top)
+    return (f'features.denseblock{block}.denselayer{layer}.' +
+            {'bn1': 'norm1', 'conv1': 'conv1', 'bn2': 'norm2',
+             'conv2': 'conv2'}[leaf])
+  expands = top in layout['expanding']
+  if family == 'mobilenet_v2':
+    parts = (['conv.0.0', 'conv.0.1'] if expands else []) + [
+        f'conv.{int(expands)}.0', f'conv.{int(expands)}.1',
+        f'conv.{1 + int(expands)}', f'conv.{2 + int(expands)}']
+    names = (['conv_expand', 'bn_expand'] if expands else []) + [
+        'conv_dw', 'bn_dw', 'conv_project', 'bn_project']
+    return f'features.{layout["order"][top] + 1}.' + dict(zip(names, parts))[
+        leaf]
+  stage, block = _block_index(top)  # efficientnet
+  e = int(expands)
+  parts = {'conv_expand': 'block.0.0', 'bn_expand': 'block.0.1',
+           'conv_dw': f'block.{e}.0', 'bn_dw': f'block.{e}.1',
+           'se/fc1': f'block.{e + 1}.fc1', 'se/fc2': f'block.{e + 1}.fc2',
+           'conv_project': f'block.{e + 2}.0',
+           'bn_project': f'block.{e + 2}.1'}
+  return f'features.{stage}.{block - 1}.{parts[leaf]}'
+
+
+def keras_name(family: str, path: ModulePath, layout: dict) -> str:
+  """The Keras applications layer holding our module at `path`."""
+  top, sub = path[0], path[1:]
+  fixed = {
+      'resnet': dict(conv_stem='conv1_conv', bn_stem='conv1_bn',
+                     head='predictions'),
+      'densenet': dict(conv_stem='conv1_conv', bn_stem='conv1_bn',
+                       bn_final='bn', head='predictions'),
+      'mobilenet_v2': dict(conv_stem='Conv1', bn_stem='bn_Conv1',
+                           conv_head='Conv_1', bn_head='Conv_1_bn',
+                           head='predictions'),
+      'efficientnet': dict(conv_stem='stem_conv', bn_stem='stem_bn',
+                           conv_head='top_conv', bn_head='top_bn',
+                           head='predictions'),
+  }[family]
+  if top in fixed:
+    return fixed[top]
+  leaf = '/'.join(sub)
+  if family == 'resnet':
+    stage, block = _block_index(top)
+    suffix = {'conv1': '1_conv', 'bn1': '1_bn', 'conv2': '2_conv',
+              'bn2': '2_bn', 'conv3': '3_conv', 'bn3': '3_bn',
+              'downsample_conv': '0_conv', 'downsample_bn': '0_bn'}[leaf]
+    return f'conv{stage + 1}_block{block}_{suffix}'
+  if family == 'densenet':
+    if top.startswith('transition'):
+      return f'pool{_block_index(top)[0] + 1}_{leaf}'
+    block, layer = _block_index(top)
+    suffix = {'bn1': '0_bn', 'conv1': '1_conv', 'bn2': '1_bn',
+              'conv2': '2_conv'}[leaf]
+    return f'conv{block + 1}_block{layer}_{suffix}'
+  if family == 'mobilenet_v2':
+    index = layout['order'][top]
+    prefix = 'expanded_conv' if index == 0 else f'block_{index}'
+    suffix = {'conv_expand': 'expand', 'bn_expand': 'expand_BN',
+              'conv_dw': 'depthwise', 'bn_dw': 'depthwise_BN',
+              'conv_project': 'project', 'bn_project': 'project_BN'}[leaf]
+    return f'{prefix}_{suffix}'
+  stage, block = _block_index(top)  # efficientnet
+  suffix = {'conv_expand': 'expand_conv', 'bn_expand': 'expand_bn',
+            'conv_dw': 'dwconv', 'bn_dw': 'bn', 'se/fc1': 'se_reduce',
+            'se/fc2': 'se_expand', 'conv_project': 'project_conv',
+            'bn_project': 'project_bn'}[leaf]
+  return f'block{stage}{chr(ord("a") + block - 1)}_{suffix}'
+
+
+def _layout(params) -> dict:
+  """Block order and which blocks expand, read off our parameter tree."""
+  blocks = sorted((k for k in params if k.startswith('stage')),
+                  key=_block_index)
+  return dict(order={b: i for i, b in enumerate(blocks)},
+              num_blocks=len(blocks),
+              num_stages=len({_block_index(b)[0] for b in blocks}),
+              expanding={b for b in blocks if 'conv_expand' in params[b]})
+
+
+# --------------------------------------------------------------- conversion
+
+# (our leaf, torch suffix, Keras suffix) per kind of module.
+_BN = (('scale', 'weight', 'gamma'), ('bias', 'bias', 'beta'),
+       ('mean', 'running_mean', 'moving_mean'),
+       ('var', 'running_var', 'moving_variance'))
+_CONV = (('kernel', 'weight', 'kernel'), ('bias', 'bias', 'bias'))
+
+
+def _modules(params, batch_stats) -> Iterator[tuple[ModulePath, str, dict]]:
+  """(path, 'bn' | 'conv' | 'dense', {leaf: shape}) for every module."""
+  shapes = {}
+  for tree in (params, batch_stats):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      keys = tuple(k.key for k in path)
+      shapes.setdefault(keys[:-1], {})[keys[-1]] = leaf.shape
+  for path, leaves in shapes.items():
+    if 'mean' in leaves:
+      kind = 'bn'
+    elif len(leaves['kernel']) == 4:
+      kind = 'conv'
+    else:
+      kind = 'dense'
+    yield path, kind, leaves
+
+
+def _to_ours(value: np.ndarray, leaf: str, fmt: str, shape: tuple) -> np.ndarray:
+  """A source tensor in our layout (or unchanged if no layout change fits)."""
+  if leaf != 'kernel':
+    return value
+  if fmt == 'torch':
+    return value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+  if value.ndim == 4 and value.shape[3] == 1 and shape[2] == 1:
+    return value.transpose(0, 1, 3, 2)  # Keras depthwise (H, W, C, 1).
+  return value
+
+
+def convert(tensors: Tensors, model: str, fmt: str, params, batch_stats
+            ) -> tuple[dict, dict]:
+  """Source `tensors` as our (params, batch_stats), shaped like the given
+  trees (arrays or shape structs). Every tensor must be used, every leaf
+  filled, and every shape fit; errors name the tensor and both shapes."""
+  family = FAMILIES[model]
+  name_of: Callable = torch_name if fmt == 'torch' else keras_name
+  sep = '.' if fmt == 'torch' else '/'
+  layout = _layout(params)
+  unused = dict(tensors)
+  out = {'params': {}, 'batch_stats': {}}
+  for path, kind, shapes in _modules(params, batch_stats):
+    source = name_of(family, path, layout)
+    table = _BN if kind == 'bn' else _CONV
+    for leaf, torch_suffix, keras_suffix in table:
+      if leaf not in shapes:
+        continue
+      name = f'{source}{sep}{torch_suffix if fmt == "torch" else keras_suffix}'
+      where = '/'.join(path + (leaf,))
+      if name not in unused:
+        raise WeightsMismatch(f'{where} ({model}) needs source tensor '
+                              f'{name!r}, which the file does not have.')
+      value = _to_ours(unused.pop(name), leaf, fmt, shapes[leaf])
+      if value.shape != tuple(shapes[leaf]):
+        raise WeightsMismatch(
+            f'source tensor {name!r} has shape {tensors[name].shape} '
+            f'({value.shape} in our layout), but {where} in {model} has '
+            f'shape {tuple(shapes[leaf])}.')
+      collection = 'batch_stats' if leaf in ('mean', 'var') else 'params'
+      node = out[collection]
+      for key in path:
+        node = node.setdefault(key, {})
+      node[leaf] = value
+  if unused:
+    names = sorted(unused)
+    raise WeightsMismatch(
+        f'{len(names)} source tensor(s) have no place in {model}: '
+        + ', '.join(f'{n} {tensors[n].shape}' for n in names[:10])
+        + (' ...' if len(names) > 10 else ''))
+  return out['params'], out['batch_stats']
+
+
+def _fold_keras_specifics(tensors: Tensors, model: str, path: str) -> Tensors:
+  """Keras-only adjustments before the name mapping (see the module doc)."""
+  tensors = dict(tensors)
+  if model == 'resnet50':
+    for name in [n for n in tensors if n.endswith('_conv/bias')]:
+      bn = name.replace('_conv/bias', '_bn/moving_mean')
+      tensors[bn] = tensors[bn] - tensors.pop(name)
+  if FAMILIES.get(model) == 'efficientnet':
+    mean, std = conventions.NORMALIZATIONS['imagenet']
+    got_mean = tensors.pop('normalization/mean', None)
+    got_var = tensors.pop('normalization/variance', None)
+    tensors.pop('normalization/count', None)
+    # Keras' own ImageNet file stores the std as the variance and rescales
+    # after; a model normalised with var = std**2 computes the same.
+    if got_mean is None or not np.allclose(got_mean, mean, atol=1e-3) or not (
+        np.allclose(got_var, np.square(std), atol=1e-3)
+        or np.allclose(got_var, std, atol=1e-3)):
+      raise WeightsMismatch(
+          f'{path}: the Normalization layer holds mean={got_mean}, '
+          f'variance={got_var}; only ImageNet statistics (mean {mean}, '
+          f'variance {np.square(std).round(4)} or {std}) match the '
+          'normalisation our models apply.')
+  return tensors
+
+
+def import_weights(model: str, source: str, out: str,
+                   fmt: str | None = None) -> dict:
+  """Converts `source` into a warm-start checkpoint in `out`; returns the
+  description also written to `out/imported.json`."""
+  if model not in FAMILIES:
+    raise ValueError(f'--model={model!r} is invalid; weights can be imported '
+                     f'for {sorted(FAMILIES)}.')
+  fmt = fmt or source_format(source)
+  if fmt not in FORMATS:
+    raise ValueError(f'--format={fmt!r} is invalid; expected one of '
+                     f'{list(FORMATS)}.')
+  source = os.path.abspath(os.path.expanduser(source))
+  if not os.path.isfile(source):
+    raise FileNotFoundError(f'--source={source!r} does not exist.')
+  out = os.path.abspath(out)
+  if os.path.exists(os.path.join(out, 'checkpoints')) or os.path.exists(
+      os.path.join(out, IMPORTED_JSON)):
+    raise FileExistsError(f'--out={out!r} already holds a checkpoint; choose '
+                          'a new directory (nothing was overwritten).')
+
+  if fmt == 'torch':
+    tensors = read_torch(source)
+    head = torch_name(FAMILIES[model], ('head',), {}) + '.weight'
+    num_classes = tensors[head].shape[0] if head in tensors else None
+  else:
+    tensors = _fold_keras_specifics(read_keras(source, model), model, source)
+    num_classes = tensors.get('predictions/kernel', np.zeros((0, 0))).shape[1]
+  if not num_classes:
+    raise WeightsMismatch(f'{source}: has no classifier tensor for {model}.')
+  convention = 'keras' if fmt == 'keras' else 'torchvision'
+  model_cfg = dict(name=model, num_classes=int(num_classes),
+                   dtype='float32', convention=convention)
+  backbone = composite.build_backbone(model_cfg)
+  shapes = jax.eval_shape(
+      lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                            train=False))
+  params, batch_stats = convert(tensors, model, fmt, shapes['params'],
+                                shapes['batch_stats'])
+  if conventions.get(model, convention).normalization == 'caffe':
+    params['conv_stem']['kernel'] = params['conv_stem']['kernel'][:, :, ::-1]
+
+  state = {'step': np.int32(0),
+           'params': {'backbone': jax.tree.map(np.ascontiguousarray, params)},
+           'batch_stats': {'backbone': batch_stats}}
+  mgr = checkpoints.manager(out, keep=1, async_save=False)
+  checkpoints.save(mgr, state)
+  mgr.wait_until_finished()
+  mgr.close()
+  with open(source, 'rb') as f:
+    digest = hashlib.file_digest(f, 'sha256').hexdigest()
+  description = dict(model=model_cfg, source=source, format=fmt,
+                     sha256=digest, num_tensors=len(tensors))
+  with open(os.path.join(out, IMPORTED_JSON), 'w') as f:
+    json.dump(description, f, indent=2)
+  return description
+
+
+def read_description(workdir: str) -> dict | None:
+  """`imported.json` of an import directory, or None for a run's workdir."""
+  path = os.path.join(workdir, IMPORTED_JSON)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('model', None, sorted(FAMILIES), 'Backbone to fill.')
+flags.DEFINE_string('source', None, 'Keras .h5 / .weights.h5 or torchvision '
+                    '.pth file.')
+flags.DEFINE_string('out', None, 'New directory for the checkpoint.')
+flags.DEFINE_enum('format', None, list(FORMATS),
+                  'Source format; by default from the file extension.')
+
+
+def main(argv):
+  del argv
+  jax.config.update('jax_platforms', 'cpu')  # Converting needs no accelerator.
+  try:
+    description = import_weights(FLAGS.model, FLAGS.source, FLAGS.out,
+                                 FLAGS.format)
+  except (ValueError, FileNotFoundError, FileExistsError,
+          ModuleNotFoundError) as e:
+    sys.exit(f'error: {e}')
+  print(json.dumps(description, indent=2))
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['model', 'source', 'out'])
+  app.run(main)
