@@ -5,7 +5,8 @@ parameters with BN statistics), trained from scratch on one accelerator.
   tfds build cats_vs_dogs            # once; needs network access
   python -m resizer.main --config=configs/cats_vs_dogs_densenet.py --workdir=$WORKDIR
 
-Arguments as in the ImageNet configs (resizer=, res=, out=, antialias=), e.g.
+Arguments as in the ImageNet configs (resizer=, res=, out=, antialias=,
+weights=), e.g.
 `:resizer=bilinear` for the baseline. cats_vs_dogs has only a train split
 (23,262 images); the last 20% is held out for evaluation.
 """
@@ -15,7 +16,7 @@ from configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, resizer='learned', res=300, out=150,
-                         antialias=False)
+                         antialias=False, weights='')
   config = common.base_config()
   config.input.update(dataset='cats_vs_dogs', train_split='train[:80%]',
                       eval_split='train[80%:]', batch_size=64,
@@ -28,4 +29,5 @@ def get_config(arg=None):
   config.num_epochs = 20.0
   config.update(eval_every_steps=500, checkpoint_every_steps=500,
                 image_summary_every_steps=500)
+  common.init_backbone_from(config, arg.weights)
   return config

@@ -5,6 +5,9 @@ parses its command-line argument (`--config=configs/x.py:resizer=bicubic,res=368
 with `parse_arg`.
 """
 
+import json
+import os
+
 import ml_collections
 
 # `resizer=` argument values → (kind, interpolation).
@@ -147,15 +150,41 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def init_backbone_from(config: ml_collections.ConfigDict, weights: str
+                       ) -> None:
+  """The `weights=` argument: warm-start the backbone from `weights`.
+
+  `weights` is a directory written by `python -m resizer.import_weights`
+  (Keras or torchvision ImageNet weights) or another run's workdir; the
+  backbone's convention is taken from it, and a head whose class count
+  differs is re-initialised. An empty `weights` changes nothing.
+  """
+  if not weights:
+    return
+  config.init_from.update(workdir=weights, parts='backbone')
+  for name in ('imported.json', 'config.json'):
+    path = os.path.join(weights, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        model = json.load(f).get('model', {})
+      config.model.convention = model.get('convention', 'torchvision')
+      return
+  raise ValueError(f'config argument weights={weights!r} is invalid; it has '
+                   'neither imported.json (python -m resizer.import_weights) '
+                   'nor config.json (a run).')
+
+
 def imagenet_config(arg: str | None, backbone: str,
                     default_res: int = 448) -> ml_collections.ConfigDict:
   """The paper's ImageNet setting for `backbone`, with `resizer=` and `res=`
-  (resizer input), `out=` (backbone input) and `antialias=` arguments."""
+  (resizer input), `out=` (backbone input), `antialias=` and `weights=`
+  (see `init_backbone_from`) arguments."""
   arg = parse_arg(arg, resizer='learned', res=default_res, out=224,
-                  antialias=False)
+                  antialias=False, weights='')
   config = base_config()
   config.model.name = backbone
   config.resizer = resizer_config(arg.resizer, arg.res, arg.out, arg.antialias)
+  init_backbone_from(config, arg.weights)
   return config
 
 
@@ -163,7 +192,7 @@ def ava_config(arg: str | None, backbone: str) -> ml_collections.ConfigDict:
   """The paper's AVA setting for `backbone`: 10 rating bins, EMD loss (r=2),
   learned resizer (or `resizer=bicubic`, the baseline), `res=`/`out=`."""
   arg = parse_arg(arg, resizer='learned', res=448, out=224, antialias=False,
-                  split='random_split')
+                  split='random_split', weights='')
   config = base_config()
   config.task = 'iqa'
   config.input.update(
@@ -180,4 +209,5 @@ def ava_config(arg: str | None, backbone: str) -> ml_collections.ConfigDict:
   config.num_epochs = 20.0
   config.update(eval_every_steps=2_000, checkpoint_every_steps=2_000,
                 image_summary_every_steps=2_000)
+  init_backbone_from(config, arg.weights)
   return config

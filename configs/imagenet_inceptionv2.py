@@ -5,7 +5,9 @@ Run (ImageNet prepared in $TFDS_DATA_DIR; see README):
   python -m resizer.main --config=configs/imagenet_inceptionv2.py --workdir=$WORKDIR
 
 Arguments: resizer=learned|bilinear|bicubic|lanczos3|muller|none, res=<resizer
-input size>, out=<backbone input size>, antialias=true|false, e.g.
+input size>, out=<backbone input size>, antialias=true|false, weights=<a
+run's workdir> (no Keras or torchvision Inception-v2 weights exist to import),
+e.g.
 `--config=configs/imagenet_inceptionv2.py:resizer=bilinear,res=224` for the
 default-resizing baseline. Counts and GFLOPs without training:
 

@@ -5,11 +5,21 @@ Run (ImageNet prepared in $TFDS_DATA_DIR; see README):
   python -m resizer.main --config=configs/imagenet_mobilenetv2.py --workdir=$WORKDIR
 
 Arguments: resizer=learned|bilinear|bicubic|lanczos3|muller|none, res=<resizer
-input size>, out=<backbone input size>, antialias=true|false, e.g.
+input size>, out=<backbone input size>, antialias=true|false, weights=<dir>,
+e.g.
 `--config=configs/imagenet_mobilenetv2.py:resizer=bilinear,res=224` for the
 default-resizing baseline. Counts and GFLOPs without training:
 
   python -m resizer.summary --config=configs/imagenet_mobilenetv2.py
+
+Start from ImageNet weights (torchvision's or Keras'; the paper trains the
+resizer jointly with a pretrained backbone): import them once, then pass
+`weights=` (the head is re-initialised if the class count differs):
+
+  python -m resizer.import_weights --model=mobilenet_v2 --source=mobilenet_v2-b0353104.pth \
+      --out=weights/mobilenet_v2_torchvision
+  python -m resizer.main --config=configs/imagenet_mobilenetv2.py:weights=weights/mobilenet_v2_torchvision \
+      --workdir=$WORKDIR
 """
 
 from configs import common

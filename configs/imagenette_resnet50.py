@@ -4,7 +4,8 @@ learned resizer 448→224; a one-accelerator stand-in for the ImageNet runs.
   tfds build imagenette/full-size-v2  # once; needs network access
   python -m resizer.main --config=configs/imagenette_resnet50.py --workdir=$WORKDIR
 
-Arguments as in the ImageNet configs (resizer=, res=, out=, antialias=).
+Arguments as in the ImageNet configs (resizer=, res=, out=, antialias=,
+weights=).
 """
 
 from configs import common
@@ -12,7 +13,7 @@ from configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, resizer='learned', res=448, out=224,
-                         antialias=False)
+                         antialias=False, weights='')
   config = common.base_config()
   config.input.update(dataset='imagenette/full-size-v2', batch_size=128,
                       eval_batch_size=128)
@@ -24,4 +25,5 @@ def get_config(arg=None):
   config.num_epochs = 60.0
   config.update(eval_every_steps=1000, checkpoint_every_steps=1000,
                 image_summary_every_steps=1000)
+  common.init_backbone_from(config, arg.weights)
   return config

@@ -5,7 +5,8 @@ r"""Any TFDS image-classification dataset by name, with any backbone.
 
 Arguments: dataset=<TFDS name>, classes=<label count>, train_split=, eval_split=,
 backbone=<name in resizer.models.composite.BACKBONES>, resizer=, res=, out=,
-antialias=, batch=<global batch size>, epochs=. Wired examples:
+antialias=, batch=<global batch size>, epochs=, weights=<directory from
+python -m resizer.import_weights, or a run>. Wired examples:
 caltech_birds2011 (classes=200, eval_split=test), oxford_iiit_pet (37, test),
 tf_flowers (5, train[:80%] / train[80%:]), food101 (101, validation).
 """
@@ -17,7 +18,7 @@ def get_config(arg=None):
   arg = common.parse_arg(
       arg, dataset='oxford_iiit_pet', classes=37, train_split='train',
       eval_split='test', backbone='resnet50', resizer='learned', res=448,
-      out=224, antialias=False, batch=128, epochs=60.0)
+      out=224, antialias=False, batch=128, epochs=60.0, weights='')
   config = common.base_config()
   config.input.update(dataset=arg.dataset, train_split=arg.train_split,
                       eval_split=arg.eval_split, batch_size=arg.batch,
@@ -30,4 +31,5 @@ def get_config(arg=None):
   config.num_epochs = arg.epochs
   config.update(eval_every_steps=1000, checkpoint_every_steps=1000,
                 image_summary_every_steps=1000)
+  common.init_backbone_from(config, arg.weights)
   return config

@@ -5,6 +5,7 @@ the data position is derived from 'step' (see input_pipeline), so resuming
 restores the schedule, the optimiser and the data stream together.
 """
 
+import json
 import os
 from typing import Any
 
@@ -13,6 +14,8 @@ import orbax.checkpoint as ocp
 
 State = dict[str, Any]
 PARTS = ('all', 'resizer', 'backbone')
+# Written by resizer.import_weights next to the checkpoints it makes.
+IMPORTED_JSON = 'imported.json'
 
 
 def manager(workdir: str, keep: int, async_save: bool = True
@@ -52,6 +55,22 @@ def load_for_warm_start(workdir: str) -> State:
     raise FileNotFoundError(
         f'config.init_from.workdir={workdir!r} has no checkpoint in {path}.')
   return mgr.restore(step, args=ocp.args.StandardRestore())
+
+
+def source_model(workdir: str) -> tuple[dict | None, dict | None]:
+  """(config.model, imported.json) of a warm-start source: a run's workdir
+  gives its config's model block and None; an import directory gives the
+  imported model and its description. (None, None) when neither is there."""
+  imported = os.path.join(workdir, IMPORTED_JSON)
+  if os.path.exists(imported):
+    with open(imported) as f:
+      description = json.load(f)
+    return description['model'], description
+  config = os.path.join(workdir, 'config.json')
+  if os.path.exists(config):
+    with open(config) as f:
+      return json.load(f).get('model'), None
+  return None, None
 
 
 def warm_start(state: State, source: State, parts: str) -> State:

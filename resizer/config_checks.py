@@ -1,6 +1,7 @@
 """Checks a config before anything is read or compiled; every error names the
 config key, its value and what is allowed."""
 
+import os
 from typing import Any
 
 import ml_collections
@@ -76,6 +77,33 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     _positive_int(config, key, allow_zero=True)
   _require(config.init_from.parts in checkpoints.PARTS, 'init_from.parts',
            config.init_from.parts, f'one of {list(checkpoints.PARTS)}')
+  if config.init_from.workdir:
+    _validate_warm_start_source(config)
+
+
+def _validate_warm_start_source(config: ml_collections.ConfigDict) -> None:
+  """The backbone being warm-started is the one the source holds, in the same
+  convention (shapes alone cannot tell Keras' ResNet-50 from torchvision's)."""
+  workdir, parts = config.init_from.workdir, config.init_from.parts
+  if not os.path.isdir(workdir):
+    raise ConfigError(f'config.init_from.workdir={workdir!r} does not exist.')
+  model, imported = checkpoints.source_model(workdir)
+  if imported is not None and parts != 'backbone':
+    raise ConfigError(
+        f'config.init_from.parts={parts!r} is invalid; {workdir} holds '
+        f"imported {model['name']} weights only: expected 'backbone'.")
+  if model is None or parts == 'resizer':
+    return
+  source = (f"the weights imported from {imported['source']}" if imported
+            else f'the run in {workdir}')
+  defaults = dict(convention='torchvision')
+  for key in ('name', 'convention'):
+    ours = config.model.get(key, defaults.get(key))
+    theirs = model.get(key, defaults.get(key))
+    if ours != theirs:
+      raise ConfigError(
+          f'config.model.{key}={ours!r} does not match {source} '
+          f'(config.init_from.workdir), whose model has {key} {theirs!r}.')
 
 
 def validate_against_data(config: ml_collections.ConfigDict, info) -> None:

@@ -51,7 +51,6 @@ import numpy as np
 from resizer import checkpoints
 from resizer.models import composite, conventions
 
-IMPORTED_JSON = 'imported.json'
 FAMILIES = {'resnet50': 'resnet', 'densenet121': 'densenet',
             'densenet_tiny': 'densenet', 'mobilenet_v2': 'mobilenet_v2',
             'mobilenet_v2_tiny': 'mobilenet_v2',
@@ -394,7 +393,7 @@ def import_weights(model: str, source: str, out: str,
     raise FileNotFoundError(f'--source={source!r} does not exist.')
   out = os.path.abspath(out)
   if os.path.exists(os.path.join(out, 'checkpoints')) or os.path.exists(
-      os.path.join(out, IMPORTED_JSON)):
+      os.path.join(out, checkpoints.IMPORTED_JSON)):
     raise FileExistsError(f'--out={out!r} already holds a checkpoint; choose '
                           'a new directory (nothing was overwritten).')
 
@@ -430,35 +429,18 @@ def import_weights(model: str, source: str, out: str,
     digest = hashlib.file_digest(f, 'sha256').hexdigest()
   description = dict(model=model_cfg, source=source, format=fmt,
                      sha256=digest, num_tensors=len(tensors))
-  with open(os.path.join(out, IMPORTED_JSON), 'w') as f:
+  with open(os.path.join(out, checkpoints.IMPORTED_JSON), 'w') as f:
     json.dump(description, f, indent=2)
   return description
-
-
-def read_description(workdir: str) -> dict | None:
-  """`imported.json` of an import directory, or None for a run's workdir."""
-  path = os.path.join(workdir, IMPORTED_JSON)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-FLAGS = flags.FLAGS
-flags.DEFINE_enum('model', None, sorted(FAMILIES), 'Backbone to fill.')
-flags.DEFINE_string('source', None, 'Keras .h5 / .weights.h5 or torchvision '
-                    '.pth file.')
-flags.DEFINE_string('out', None, 'New directory for the checkpoint.')
-flags.DEFINE_enum('format', None, list(FORMATS),
-                  'Source format; by default from the file extension.')
 
 
 def main(argv):
   del argv
   jax.config.update('jax_platforms', 'cpu')  # Converting needs no accelerator.
+  args = flags.FLAGS
   try:
-    description = import_weights(FLAGS.model, FLAGS.source, FLAGS.out,
-                                 FLAGS.format)
+    description = import_weights(args.model, args.source, args.out,
+                                 args.format)
   except (ValueError, FileNotFoundError, FileExistsError,
           ModuleNotFoundError) as e:
     sys.exit(f'error: {e}')
@@ -466,5 +448,11 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  flags.DEFINE_enum('model', None, sorted(FAMILIES), 'Backbone to fill.')
+  flags.DEFINE_string('source', None, 'Keras .h5 / .weights.h5 or torchvision '
+                      '.pth file.')
+  flags.DEFINE_string('out', None, 'New directory for the checkpoint.')
+  flags.DEFINE_enum('format', None, list(FORMATS),
+                    'Source format; by default from the file extension.')
   flags.mark_flags_as_required(['model', 'source', 'out'])
   app.run(main)

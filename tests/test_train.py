@@ -107,19 +107,6 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
     assert all(np.all(np.isfinite(x)) for x in jax_leaves(params))
 
 
-def test_warm_start_of_the_resizer_only_keeps_the_backbone(tmp_path):
-  run(tiny_config(), tmp_path / 'source')
-  c = tiny_config(total_steps=1, **{'optim.learning_rate': 1e-9})
-  c.init_from.update(workdir=str(tmp_path / 'source'), parts='resizer')
-  run(c, tmp_path / 'target')
-  src, dst = final_params(tmp_path / 'source'), final_params(tmp_path / 'target')
-  for x, y in zip(jax_leaves(src['params']['resizer']),
-                  jax_leaves(dst['params']['resizer'])):
-    np.testing.assert_allclose(x, y, atol=1e-6)
-  assert not all(np.allclose(x, y) for x, y in zip(
-      jax_leaves(src['params']['backbone']), jax_leaves(dst['params']['backbone'])))
-
-
 @pytest.mark.parametrize('key, value, match', [
     ('input.batch_size', 12, r'config.input.batch_size=12.*multiple of the device count \(8\)'),
     ('input.dataset', 'no_such_dataset', "config.input.dataset='no_such_dataset'"),
