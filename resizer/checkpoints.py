@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
 State = dict[str, Any]
@@ -55,6 +56,20 @@ def load_for_warm_start(workdir: str) -> State:
     raise FileNotFoundError(
         f'config.init_from.workdir={workdir!r} has no checkpoint in {path}.')
   return mgr.restore(step, args=ocp.args.StandardRestore())
+
+
+def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, State, int]:
+  """(config, {'params', 'batch_stats'}, step) of the latest checkpoint of a
+  run written by resizer.main."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
+                            'written by resizer.main?')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  state = load_for_warm_start(workdir)
+  return config, {'params': state['params'],
+                  'batch_stats': state['batch_stats']}, int(state['step'])
 
 
 def source_model(workdir: str) -> tuple[dict | None, dict | None]:

@@ -11,11 +11,9 @@ and resized to the run's input size as evaluation does.
 """
 
 import glob
-import json
 import os
 
 import matplotlib
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -34,16 +32,8 @@ COLUMNS = (('input', 'input'), ('naive', 'naive resize'),
 
 def load_run(workdir: str):
   """(config, model, variables) of the latest checkpoint in `workdir`."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
-                            'written by resizer.main?')
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  state = checkpoints.load_for_warm_start(workdir)
-  model = composite.build_model(config)
-  return config, model, {'params': state['params'],
-                         'batch_stats': state['batch_stats']}
+  config, variables, _ = checkpoints.load_run(workdir)
+  return config, composite.build_model(config), variables
 
 
 def image_files(path: str) -> list[str]:

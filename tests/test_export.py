@@ -1,0 +1,94 @@
+"""`resizer.export`: a trained run's SavedModels, reloaded in TensorFlow,
+reproduce the JAX outputs at any batch size."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from resizer import checkpoints, export
+from resizer.models import composite
+from tests.test_train import run, tiny_config
+
+IN_SIZE = 48  # tiny_config: learned resizer 48 → 24, resnet_tiny.
+
+
+@pytest.fixture(name='exported', scope='module')
+def fixture_exported(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('export')
+  run(tiny_config(total_steps=2), tmp / 'run')
+  description = export.export(str(tmp / 'run'), str(tmp / 'out'))
+  return tmp, description
+
+
+def jax_outputs(workdir, images):
+  config, variables, _ = checkpoints.load_run(str(workdir))
+  model = composite.build_model(config)
+  resized = model.apply(variables, images, train=False, method=model.resize)
+  return np.asarray(resized), np.asarray(model.apply(variables, images,
+                                                     train=False))
+
+
+def images(batch, seed=0):
+  return np.random.default_rng(seed).integers(
+      0, 256, (batch, IN_SIZE, IN_SIZE, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('batch', [1, 5])
+def test_saved_models_reproduce_jax_outputs(exported, batch):
+  tmp, _ = exported
+  x = images(batch)
+  want_resized, want_logits = jax_outputs(tmp / 'run', x)
+  resizer = tf.saved_model.load(str(tmp / 'out' / 'resizer'))
+  model = tf.saved_model.load(str(tmp / 'out' / 'model'))
+
+  resized = resizer.signatures['serving_default'](images=x)['resized'].numpy()
+  logits = model.signatures['serving_default'](images=x)['logits'].numpy()
+
+  assert resized.shape == (batch, 24, 24, 3) and logits.shape == (batch, 1000)
+  np.testing.assert_allclose(resized, want_resized, atol=1e-5)
+  np.testing.assert_allclose(logits, want_logits, atol=1e-4)
+
+
+def test_export_json_describes_the_export(exported):
+  tmp, description = exported
+  assert json.loads((tmp / 'out' / 'export.json').read_text()) == description
+  assert description['step'] == 2
+  assert description['in_size'] == [48, 48]
+  assert description['out_size'] == [24, 24]
+  assert description['num_classes'] == 1000
+
+
+def test_example_script_resizes_an_image_file_with_tensorflow_only(exported):
+  tmp, _ = exported
+  photo = np.random.default_rng(3).integers(0, 256, (60, 80, 3), np.uint8)
+  tf.io.write_file(str(tmp / 'photo.png'), tf.io.encode_png(photo))
+  subprocess.run([sys.executable, 'examples/resize_image.py',
+                  f'--model={tmp / "out" / "resizer"}',
+                  f'--image={tmp / "photo.png"}', f'--out={tmp / "small.png"}'],
+                 check=True, capture_output=True)
+  small = tf.io.decode_png(tf.io.read_file(str(tmp / 'small.png'))).numpy()
+  # What the script computes, through JAX: resize to the input size, then
+  # the learned resizer.
+  pre = tf.image.resize(photo, (IN_SIZE, IN_SIZE), antialias=True)
+  pre = np.clip(np.round(pre.numpy()), 0, 255).astype(np.uint8)
+  want, _ = jax_outputs(tmp / 'run', pre[None])
+  want = np.round(np.clip(want[0], 0, 1) * 255)
+  assert small.shape == (24, 24, 3)
+  assert np.abs(small.astype(np.float32) - want).max() <= 1
+
+
+def test_existing_output_is_never_overwritten(exported):
+  tmp, _ = exported
+  before = (tmp / 'out' / 'export.json').read_text()
+  with pytest.raises(FileExistsError, match='already exists'):
+    export.export(str(tmp / 'run'), str(tmp / 'out'))
+  assert (tmp / 'out' / 'export.json').read_text() == before
+
+
+def test_missing_run_fails_naming_the_file(tmp_path):
+  with pytest.raises(FileNotFoundError, match='config.json is missing'):
+    export.export(str(tmp_path), str(tmp_path / 'out'))
