@@ -403,9 +403,11 @@ def import_weights(model: str, source: str, out: str,
     num_classes = tensors[head].shape[0] if head in tensors else None
   else:
     tensors = _fold_keras_specifics(read_keras(source, model), model, source)
-    num_classes = tensors.get('predictions/kernel', np.zeros((0, 0))).shape[1]
+    head = 'predictions/kernel'
+    num_classes = tensors[head].shape[1] if head in tensors else None
   if not num_classes:
-    raise WeightsMismatch(f'{source}: has no classifier tensor for {model}.')
+    raise WeightsMismatch(f'{source}: has no classifier tensor {head!r}; is '
+                          f'it a {model} file?')
   convention = 'keras' if fmt == 'keras' else 'torchvision'
   model_cfg = dict(name=model, num_classes=int(num_classes),
                    dtype='float32', convention=convention)

@@ -1,6 +1,8 @@
 """Warm starts: from imported ImageNet weights (the `weights=` config
 argument) and resizer transfer between backbones."""
 
+import importlib
+
 import jax
 import numpy as np
 import pytest
@@ -112,3 +114,19 @@ def test_resizer_transfers_to_another_backbone(tmp_path):
   assert final_params(tmp_path / 'densenet')['params']['backbone'].keys() == (
       model_state['params']['backbone'].keys())
 
+
+
+@pytest.mark.parametrize('name', [
+    'imagenet_resnet50', 'imagenet_densenet', 'imagenet_mobilenetv2',
+    'imagenet_inceptionv2', 'ava_densenet', 'ava_efficientnet',
+    'ava_inceptionv2', 'cats_vs_dogs_densenet', 'imagenette_resnet50',
+    'tfds_classification'])
+def test_every_config_takes_weights_and_their_convention(name, tmp_path):
+  (tmp_path / 'imported.json').write_text(
+      '{"model": {"name": "resnet50", "convention": "keras"}}')
+  module = importlib.import_module(f'configs.{name}')
+  c = module.get_config(f'weights={tmp_path}')
+  assert c.init_from.workdir == str(tmp_path)
+  assert c.init_from.parts == 'backbone'
+  assert c.model.convention == 'keras'
+  assert module.get_config().init_from.workdir == ''
