@@ -109,6 +109,9 @@ def read_torch(path: str) -> Tensors:
                   name)
     if name.endswith('num_batches_tracked'):
       continue
+    if not isinstance(value, torch.Tensor):
+      raise WeightsMismatch(f'{path}: entry {name!r} is a '
+                            f'{type(value).__name__}, not a tensor.')
     tensors[name] = value.detach().cpu().float().numpy()
   return tensors
 
