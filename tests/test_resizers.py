@@ -1,5 +1,8 @@
 """The learned resizer (SPEC §1) and its baselines (§4)."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,3 +189,106 @@ def test_gaussian_blur_equals_the_depthwise_convolution_it_replaces():
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   reference = conv(conv(x, k.reshape(1, 5, 1, 1)), k.reshape(5, 1, 1, 1))
   np.testing.assert_allclose(gaussian_blur(x, 5, 1.0), reference, atol=1e-5)
+
+
+class StraightforwardLearnedResizer(nn.Module):
+  """SPEC §1 written plainly: nn.BatchNorm, then jax.image.resize. The
+  optimised LearnedResizer must compute the same with the same variables."""
+  out_size: tuple
+  interpolation: str = 'bilinear'
+  antialias: bool = False
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train=True):
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=0.9, epsilon=1e-3,
+                             axis_name=self.axis_name)
+    act = functools.partial(nn.leaky_relu, negative_slope=0.2)
+    conv3 = functools.partial(nn.Conv, 16, (3, 3), padding='SAME',
+                              use_bias=False)
+    rs = lambda t: reference_resize(t, self.out_size, self.interpolation,
+                                    self.antialias)
+    naive = rs(x)
+    f = act(nn.Conv(16, (7, 7), padding='SAME', name='conv_in')(x))
+    f = act(nn.Conv(16, (1, 1), name='conv_1x1')(f))
+    bottleneck = rs(norm(name='bn_in')(f))
+    z = act(norm(name='bn1')(conv3(name='conv1')(bottleneck)))
+    y = bottleneck + norm(name='bn2')(conv3(name='conv2')(z))
+    y = norm(name='bn_out')(conv3(name='conv_out')(y)) + bottleneck
+    return nn.Conv(3, (7, 7), padding='SAME', name='conv_to_image')(y) + naive
+
+
+def _assert_close(got, want):
+  """Float32 tolerance, relative to each array's largest magnitude (a
+  gradient sums many products)."""
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max()) + 1e-6), got, want)
+
+
+def _as_straightforward(tree):
+  """LearnedResizer's variables under the straightforward module's names."""
+  out = {}
+  for collection, modules in tree.items():
+    flat = dict(modules)
+    block = flat.pop('res_block1')
+    out[collection] = {**flat, **block}
+  return out
+
+
+@pytest.mark.parametrize('in_size, out_size, interpolation, antialias', [
+    ((48, 48), (24, 24), 'bilinear', False),
+    ((46, 38), (20, 30), 'bilinear', False),
+    ((48, 48), (24, 24), 'bicubic', True),
+])
+def test_optimised_resizer_matches_straightforward_implementation(
+    in_size, out_size, interpolation, antialias):
+  """Outputs, BatchNorm updates and gradients, in training and evaluation."""
+  fast = LearnedResizer(out_size=out_size, interpolation=interpolation,
+                        antialias=antialias)
+  plain = StraightforwardLearnedResizer(out_size, interpolation, antialias)
+  x = jax.random.uniform(jax.random.key(0), (4, *in_size, 3))
+  v = fast.init(jax.random.key(1), x, train=False)
+  v = jax.tree.map(lambda t: t + 0.1 * jax.random.normal(  # Non-trivial BN.
+      jax.random.key(2), t.shape), v)
+  v['batch_stats'] = jax.tree.map(jnp.abs, v['batch_stats'])
+  cot = jax.random.normal(jax.random.key(3), (4, *out_size, 3))
+
+  def loss(module, params, stats):
+    y, new = module.apply({'params': params, 'batch_stats': stats}, x,
+                          train=True, mutable=['batch_stats'])
+    return jnp.sum(y * cot), (y, new['batch_stats'])
+
+  (_, (y, stats)), grads = jax.value_and_grad(
+      functools.partial(loss, fast), has_aux=True)(v['params'], v['batch_stats'])
+  (_, (y_ref, stats_ref)), grads_ref = jax.value_and_grad(
+      functools.partial(loss, plain), has_aux=True)(
+          *(_as_straightforward(v)[c] for c in ('params', 'batch_stats')))
+  _assert_close(y, y_ref)
+  for got, want in [(stats, stats_ref), (grads, grads_ref)]:
+    _assert_close(_as_straightforward({'c': got})['c'], want)
+  _assert_close(fast.apply(v, x, train=False),
+                plain.apply(_as_straightforward(v), x, train=False))
+
+
+def test_optimised_resizer_synchronises_batch_statistics_like_batchnorm():
+  """Under shard_map over 8 devices with the BN axis named, as in training."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]), ('batch',))
+  fast = LearnedResizer(out_size=(12, 12), bn_axis_name='batch')
+  plain = StraightforwardLearnedResizer((12, 12), axis_name='batch')
+  x = jax.random.uniform(jax.random.key(0), (8, 24, 24, 3))
+  v = LearnedResizer(out_size=(12, 12)).init(jax.random.key(1), x, train=False)
+
+  def train_apply(module, variables):
+    return jax.shard_map(
+        lambda x: module.apply(variables, x, train=True,
+                               mutable=['batch_stats']),
+        mesh=mesh, in_specs=jax.sharding.PartitionSpec('batch'),
+        out_specs=(jax.sharding.PartitionSpec('batch'),
+                   jax.sharding.PartitionSpec()), check_vma=False)(x)
+
+  y, stats = train_apply(fast, v)
+  y_ref, stats_ref = train_apply(plain, _as_straightforward(v))
+  _assert_close(y, y_ref)
+  _assert_close(_as_straightforward({'c': stats['batch_stats']})['c'],
+                stats_ref['batch_stats'])
