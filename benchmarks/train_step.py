@@ -10,6 +10,10 @@ XLA's FLOPs per image for the whole step (forward + backward + update),
 the achieved FLOP/s, and MFU when the device's peak is known. One JSON line
 per setting, then a table with the step-time ratio of each setting to the
 first. Synthetic uint8 batches: this measures the step, not the input.
+
+All settings are compiled first and then timed in turns (one run of each
+per round), so that a shared machine's slow spells fall on all of them; the
+ratio to the first setting is the median of the per-round ratios.
 """
 
 import argparse
@@ -46,65 +50,89 @@ def load_config(path: str):
   return module.get_config(arg or None)
 
 
-def benchmark(config, batch_size: int, steps: int, repeats: int) -> dict:
-  """Compile and time one config's train step on all local devices."""
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), (train.AXIS,))
-  in_size = composite.as_size(config.resizer.in_size, 'in_size')
-  task = tasks.get_task(config)
-  model = composite.build_model(config, bn_axis_name=train.AXIS)
-  tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
-  state = train.make_init(composite.build_model(config), tx, in_size, mesh)(
-      jax.random.key(0))
-  step = train.make_train_step(model, tx, task, schedule, mesh)
-  rng = np.random.default_rng(0)
-  sharding = NamedSharding(mesh, P(train.AXIS))
-  batch = {'image': rng.integers(0, 256, (batch_size, *in_size, 3), np.uint8),
-           'label': rng.integers(0, config.model.num_classes, batch_size)}
-  if config.task == 'iqa':
-    batch['label'] = np.full((batch_size, 10), 0.1, np.float32)
-  batch = jax.device_put(batch, sharding)
-  key = jax.random.key(1)
+class Setting:
+  """One config's compiled train step, with its state and a synthetic batch."""
 
-  t0 = time.perf_counter()
-  compiled = step.lower(state, batch, key).compile()
-  compile_sec = time.perf_counter() - t0
-  cost = compiled.cost_analysis() or {}
-  flops = float(cost.get('flops', 0.0))  # Whole step, all devices' shards.
+  def __init__(self, config, batch_size: int):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), (train.AXIS,))
+    self.config, self.batch_size = config, batch_size
+    self.in_size = composite.as_size(config.resizer.in_size, 'in_size')
+    task = tasks.get_task(config)
+    model = composite.build_model(config, bn_axis_name=train.AXIS)
+    tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
+    self.state = train.make_init(composite.build_model(config), tx,
+                                 self.in_size, mesh)(jax.random.key(0))
+    step = train.make_train_step(model, tx, task, schedule, mesh)
+    rng = np.random.default_rng(0)
+    batch = {'image': rng.integers(0, 256, (batch_size, *self.in_size, 3),
+                                   np.uint8),
+             'label': rng.integers(0, config.model.num_classes, batch_size)}
+    if config.task == 'iqa':
+      batch['label'] = np.full((batch_size, 10), 0.1, np.float32)
+    self.batch = jax.device_put(batch, NamedSharding(mesh, P(train.AXIS)))
+    self.key = jax.random.key(1)
 
-  state, metrics = compiled(state, batch, key)  # Warm-up.
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(repeats):
+    t0 = time.perf_counter()
+    self.compiled = step.lower(self.state, self.batch, self.key).compile()
+    self.compile_sec = time.perf_counter() - t0
+    cost = self.compiled.cost_analysis() or {}
+    self.flops = float(cost.get('flops', 0.0))  # Per device program.
+    self.run(1)  # Warm-up.
+    self.times = []
+
+  def run(self, steps: int) -> float:
+    """Seconds per step over `steps` steps."""
     t0 = time.perf_counter()
     for _ in range(steps):
-      state, metrics = compiled(state, batch, key)
+      self.state, metrics = self.compiled(self.state, self.batch, self.key)
     jax.block_until_ready(metrics)
-    times.append((time.perf_counter() - t0) / steps)
-  step_sec = float(np.median(times))
-  device = jax.devices()[0]
-  stats = device.memory_stats() or {}
-  peak = peak_flops(device)
-  # XLA's count is per device program; every device runs one shard.
-  flops_per_image = flops * jax.device_count() / batch_size
-  achieved = flops_per_image * batch_size / step_sec
-  return dict(
-      model=config.model.name, resizer=config.resizer.kind,
-      in_size=list(in_size), out_size=list(composite.as_size(
-          config.resizer.out_size, 'out_size')),
-      dtype=config.model.dtype, batch_size=batch_size,
-      devices=jax.device_count(), device_kind=device.device_kind,
-      compile_sec=round(compile_sec, 2), step_ms_median=round(1e3 * step_sec, 3),
-      step_ms_min=round(1e3 * min(times), 3),
-      step_ms_max=round(1e3 * max(times), 3),
-      images_per_sec=round(batch_size / step_sec, 2),
-      images_per_sec_per_device=round(batch_size / step_sec
-                                      / jax.device_count(), 2),
-      peak_memory_gib=(round(stats['peak_bytes_in_use'] / 2**30, 3)
-                       if 'peak_bytes_in_use' in stats else None),
-      train_gflops_per_image=float(f'{flops_per_image / 1e9:.4g}'),
-      achieved_tflops=float(f'{achieved / 1e12:.4g}'),
-      mfu=(round(achieved / (peak * jax.device_count()), 4) if peak else None),
-  )
+    return (time.perf_counter() - t0) / steps
+
+  def row(self) -> dict:
+    config, times = self.config, self.times
+    step_sec = float(np.median(times))
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    peak = peak_flops(device)
+    # XLA's count is per device program; every device runs one shard.
+    flops_per_image = self.flops * jax.device_count() / self.batch_size
+    achieved = flops_per_image * self.batch_size / step_sec
+    return dict(
+        model=config.model.name, resizer=config.resizer.kind,
+        in_size=list(self.in_size), out_size=list(composite.as_size(
+            config.resizer.out_size, 'out_size')),
+        dtype=config.model.dtype, batch_size=self.batch_size,
+        devices=jax.device_count(), device_kind=device.device_kind,
+        compile_sec=round(self.compile_sec, 2),
+        step_ms_median=round(1e3 * step_sec, 3),
+        step_ms_min=round(1e3 * min(times), 3),
+        step_ms_max=round(1e3 * max(times), 3),
+        images_per_sec=round(self.batch_size / step_sec, 2),
+        images_per_sec_per_device=round(self.batch_size / step_sec
+                                        / jax.device_count(), 2),
+        peak_memory_gib=(round(stats['peak_bytes_in_use'] / 2**30, 3)
+                         if 'peak_bytes_in_use' in stats else None),
+        train_gflops_per_image=float(f'{flops_per_image / 1e9:.4g}'),
+        achieved_tflops=float(f'{achieved / 1e12:.4g}'),
+        mfu=(round(achieved / (peak * jax.device_count()), 4) if peak
+             else None),
+    )
+
+
+def time_in_turns(settings: list[Setting], steps: int, repeats: int
+                  ) -> list[dict]:
+  """Times every setting once per round for `repeats` rounds; rows with
+  `ratio`, the median over rounds of each setting's time / the first's."""
+  for _ in range(repeats):
+    for setting in settings:
+      setting.times.append(setting.run(steps))
+  base = np.asarray(settings[0].times)
+  rows = []
+  for setting in settings:
+    row = setting.row()
+    row['ratio'] = round(float(np.median(np.asarray(setting.times) / base)), 3)
+    rows.append(row)
+  return rows
 
 
 def table(rows: list[dict]) -> str:
@@ -112,13 +140,12 @@ def table(rows: list[dict]) -> str:
           'ratio', 'img/s', 'GFLOPs/img', 'TFLOP/s', 'MFU', 'compile s',
           'peak GiB']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  base = rows[0]['step_ms_median']
   for r in rows:
     lines.append('| ' + ' | '.join(str(v) for v in [
         r['model'], r['resizer'], f"{r['in_size'][0]}→{r['out_size'][0]}",
         r['dtype'], r['batch_size'],
         f"{r['step_ms_median']} ({r['step_ms_min']}-{r['step_ms_max']})",
-        f"{r['step_ms_median'] / base:.3f}", r['images_per_sec'],
+        f"{r['ratio']:.3f}", r['images_per_sec'],
         r['train_gflops_per_image'], r['achieved_tflops'],
         r['mfu'] if r['mfu'] is not None else '-', r['compile_sec'],
         r['peak_memory_gib'] if r['peak_memory_gib'] is not None else '-']) + ' |')
@@ -144,7 +171,7 @@ def main(argv=None) -> list[dict]:
   args = parser.parse_args(argv)
   if args.resize_impl == 'jax_image':
     resizers.resize = resizers.reference_resize
-  rows = []
+  settings = []
   for setting in args.resizers.split(','):
     kind, _, res = setting.partition(':')
     config = load_config(args.config)
@@ -158,10 +185,11 @@ def main(argv=None) -> list[dict]:
     if batch % jax.device_count():
       sys.exit(f'--batch_size={batch} is not a multiple of the '
                f'{jax.device_count()} devices')
-    row = benchmark(config, batch, args.steps, args.repeats)
+    settings.append(Setting(config, batch))
+  rows = time_in_turns(settings, args.steps, args.repeats)
+  for row in rows:
     row['resize_impl'] = args.resize_impl
     print(json.dumps(row), flush=True)
-    rows.append(row)
   print(table(rows))
   return rows
 

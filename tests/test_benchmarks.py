@@ -26,6 +26,7 @@ def test_train_step_benchmark_smoke():
     assert r['train_gflops_per_image'] > 0 and r['compile_sec'] > 0
   # The learned resizer's step costs more FLOPs than the plain one.
   assert rows[1]['train_gflops_per_image'] > rows[0]['train_gflops_per_image']
+  assert rows[0]['ratio'] == 1.0 and rows[1]['ratio'] > 0
   assert '| ratio |' in out.splitlines()[-4]  # The table's header.
 
 

@@ -81,6 +81,20 @@ def test_example_script_resizes_an_image_file_with_tensorflow_only(exported):
   assert np.abs(small.astype(np.float32) - want).max() <= 1
 
 
+def test_command_line_exports_and_refuses_an_existing_directory(exported):
+  tmp, _ = exported
+  command = [sys.executable, '-m', 'resizer.export',
+             f'--workdir={tmp / "run"}', '--platforms=cpu']
+  done = subprocess.run(command + [f'--out={tmp / "cli"}'],
+                        capture_output=True, text=True, check=True)
+  assert json.loads(done.stdout[done.stdout.index('{'):])['platforms'] == [
+      'cpu']
+  assert (tmp / 'cli' / 'resizer' / 'saved_model.pb').exists()
+  failed = subprocess.run(command + [f'--out={tmp / "cli"}'],
+                          capture_output=True, text=True)
+  assert failed.returncode == 1 and 'already exists' in failed.stderr
+
+
 def test_existing_output_is_never_overwritten(exported):
   tmp, _ = exported
   before = (tmp / 'out' / 'export.json').read_text()

@@ -11,6 +11,8 @@ normalisation and channel order are checked too.
 
 import json
 import os
+import subprocess
+import sys
 
 import h5py
 import jax
@@ -212,3 +214,16 @@ def test_pickled_code_is_not_executed(tmp_path):
   with pytest.raises(ValueError, match='evil.pth: not a loadable torch state'):
     import_weights.import_weights('densenet_tiny', str(tmp_path / 'evil.pth'),
                                   str(tmp_path / 'out'))
+
+
+def test_command_line_imports_and_names_bad_input(tmp_path, densenet_state):
+  torch.save(densenet_state, tmp_path / 'w.pth')
+  command = [sys.executable, '-m', 'resizer.import_weights',
+             '--model=densenet_tiny', f'--out={tmp_path / "out"}']
+  done = subprocess.run(command + [f'--source={tmp_path / "w.pth"}'],
+                        capture_output=True, text=True, check=True)
+  assert json.loads(done.stdout)['model']['name'] == 'densenet_tiny'
+  failed = subprocess.run(command + [f'--source={tmp_path / "nothere.pth"}'],
+                          capture_output=True, text=True)
+  assert failed.returncode == 1
+  assert 'nothere.pth' in failed.stderr and 'does not exist' in failed.stderr
