@@ -36,3 +36,13 @@ def test_input_pipeline_benchmark_smoke():
                 '--consumer_images_per_sec=100')
   r, = rows
   assert r['images_per_sec_one_core'] > 0 and r['cores_needed'] > 0
+
+
+def test_resizer_parts_benchmark_smoke():
+  rows, out = run('resizer_parts.py', '--in_size=32', '--out_size=16',
+                  '--batch_size=2', '--repeats=2')
+  assert [r['stage'] for r in rows] == [
+      'conv_in', 'input_size', 'res_blocks', 'conv_to_image', 'resizer']
+  assert all(r['ms_median'] > 0 for r in rows)
+  assert rows[-1]['share_of_resizer'] == 1.0
+  assert '| share of resizer |' in out
