@@ -30,6 +30,13 @@ def manager(workdir: str, keep: int, async_save: bool = True
           enable_async_checkpointing=async_save))
 
 
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `workdir/checkpoints` holds a checkpoint to resume from."""
+  path = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return os.path.isdir(path) and ocp.CheckpointManager(
+      path).latest_step() is not None
+
+
 def save(mgr: ocp.CheckpointManager, state: State) -> None:
   """Saves `state` at its step (asynchronously if the manager is async)."""
   step = int(jax.device_get(state['step']))

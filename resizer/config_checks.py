@@ -32,8 +32,9 @@ def _positive_int(config, key: str, allow_zero: bool = False) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int,
-             num_processes: int) -> None:
-  """Raises ConfigError for the first bad value in `config`."""
+             num_processes: int, resuming: bool = False) -> None:
+  """Raises ConfigError for the first bad value in `config`. A `resuming`
+  run ignores `init_from`, so its source is not checked (it may be gone)."""
   for block in REQUIRED_BLOCKS:
     if block not in config:
       raise ConfigError(f'config.{block} is missing; every config needs the '
@@ -77,7 +78,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     _positive_int(config, key, allow_zero=True)
   _require(config.init_from.parts in checkpoints.PARTS, 'init_from.parts',
            config.init_from.parts, f'one of {list(checkpoints.PARTS)}')
-  if config.init_from.workdir:
+  if config.init_from.workdir and not resuming:
     _validate_warm_start_source(config)
 
 

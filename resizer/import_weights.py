@@ -278,28 +278,23 @@ def _layout(params) -> dict:
 
 # --------------------------------------------------------------- conversion
 
-# (our leaf, torch suffix, Keras suffix) per kind of module.
+# (our leaf, torch suffix, Keras suffix): BatchNorm, then convolutions and
+# dense layers alike.
 _BN = (('scale', 'weight', 'gamma'), ('bias', 'bias', 'beta'),
        ('mean', 'running_mean', 'moving_mean'),
        ('var', 'running_var', 'moving_variance'))
 _CONV = (('kernel', 'weight', 'kernel'), ('bias', 'bias', 'bias'))
 
 
-def _modules(params, batch_stats) -> Iterator[tuple[ModulePath, str, dict]]:
-  """(path, 'bn' | 'conv' | 'dense', {leaf: shape}) for every module."""
+def _modules(params, batch_stats) -> Iterator[tuple[ModulePath, bool, dict]]:
+  """(path, is BatchNorm, {leaf: shape}) for every module with variables."""
   shapes = {}
   for tree in (params, batch_stats):
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
       keys = tuple(k.key for k in path)
       shapes.setdefault(keys[:-1], {})[keys[-1]] = leaf.shape
   for path, leaves in shapes.items():
-    if 'mean' in leaves:
-      kind = 'bn'
-    elif len(leaves['kernel']) == 4:
-      kind = 'conv'
-    else:
-      kind = 'dense'
-    yield path, kind, leaves
+    yield path, 'mean' in leaves, leaves
 
 
 def _to_ours(value: np.ndarray, leaf: str, fmt: str, shape: tuple) -> np.ndarray:
@@ -324,9 +319,9 @@ def convert(tensors: Tensors, model: str, fmt: str, params, batch_stats
   layout = _layout(params)
   unused = dict(tensors)
   out = {'params': {}, 'batch_stats': {}}
-  for path, kind, shapes in _modules(params, batch_stats):
+  for path, is_bn, shapes in _modules(params, batch_stats):
     source = name_of(family, path, layout)
-    table = _BN if kind == 'bn' else _CONV
+    table = _BN if is_bn else _CONV
     for leaf, torch_suffix, keras_suffix in table:
       if leaf not in shapes:
         continue

@@ -115,7 +115,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   # ------------------------------------------------------------------ config
   # Everything that can be wrong with the config fails here, before any data
   # is read or anything is compiled.
-  config_checks.validate(config, jax.device_count(), jax.process_count())
+  config_checks.validate(config, jax.device_count(), jax.process_count(),
+                         resuming=checkpoints.has_checkpoint(workdir))
   task = tasks.get_task(config)
   os.makedirs(workdir, exist_ok=True)
 

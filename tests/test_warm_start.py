@@ -2,6 +2,7 @@
 argument) and resizer transfer between backbones."""
 
 import importlib
+import shutil
 
 import jax
 import numpy as np
@@ -45,13 +46,15 @@ def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
     tmp_path, imported):
   """1000 ImageNet classes (the mock) against 7 imported: every backbone
   tensor but the head comes from the file; the head keeps its own init."""
-  c = densenet_config(f',weights={imported}', total_steps=1,
+  weights = tmp_path / 'weights'
+  shutil.copytree(imported, weights)
+  c = densenet_config(f',weights={weights}', total_steps=1,
                       **{'optim.learning_rate': 1e-9})
   assert c.init_from.parts == 'backbone'
   assert c.model.convention == 'torchvision'
-  run(c, tmp_path)
+  run(c, tmp_path / 'run')
   source = flat(checkpoints.load_for_warm_start(str(imported))['params'])
-  trained = flat(final_params(tmp_path)['params'])
+  trained = flat(final_params(tmp_path / 'run')['params'])
   backbone = [k for k in source if k.startswith("['backbone']")]
   assert len(backbone) > 10
   for key in backbone:
@@ -60,6 +63,10 @@ def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
     else:
       np.testing.assert_allclose(trained[key], source[key], atol=1e-6,
                                  err_msg=key)
+  # Resuming ignores init_from: the run goes on after its source is gone.
+  shutil.rmtree(weights)
+  c.total_steps = 2
+  assert run(c, tmp_path / 'run')['steps'] == 2
 
 
 @pytest.mark.parametrize('overrides, match', [
