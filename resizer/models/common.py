@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from resizer.models import conv_forms
+
 ModuleDef = Any
 Dtype = Any
 
@@ -28,6 +30,11 @@ def batch_norm(train: bool, dtype: Dtype, axis_name: str | None, *,
       nn.BatchNorm, use_running_average=not train, momentum=momentum,
       epsilon=epsilon, dtype=dtype, axis_name=axis_name, **kwargs)
 
+
+# For a backbone's first convolution. Its input gradient is needed only behind
+# a learned resizer, and conv_forms takes a faster route to it on CPU; the
+# forward pass and parameters are nn.Conv's own.
+stem_conv = conv_forms.conv_general_dilated
 
 PADDINGS = ('symmetric', 'tf_same')
 

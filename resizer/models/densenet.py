@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
-                                   global_avg_pool, same_padding)
+                                   global_avg_pool, same_padding, stem_conv)
 
 
 class DenseLayer(nn.Module):
@@ -62,7 +62,7 @@ class DenseNet(nn.Module):
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     x = conv(self.num_init_features, (7, 7), (2, 2), padding=same_padding(7),
-             name='conv_stem')(x)
+             conv_general_dilated=stem_conv, name='conv_stem')(x)
     x = nn.relu(norm(name='bn_stem')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=same_padding(3))
     for i, num_layers in enumerate(self.block_sizes):

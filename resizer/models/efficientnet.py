@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    conv_kernel_init, global_avg_pool,
-                                   make_divisible, same_padding)
+                                   make_divisible, same_padding, stem_conv)
 
 # (expand ratio, kernel, first stride, output channels, repeats), width and
 # depth 1.0; the input channels of a stage are the previous stage's output
@@ -135,7 +135,8 @@ class EfficientNet(nn.Module):
     depth = lambda n: int(math.ceil(n * self.depth_mult))
 
     x = conv(width(self.stem_channels), (3, 3), (2, 2),
-             padding=same_padding(3, self.padding), name='conv_stem')(x)
+             padding=same_padding(3, self.padding),
+             conv_general_dilated=stem_conv, name='conv_stem')(x)
     x = nn.silu(norm(name='bn_stem')(x))
     total = sum(depth(b[4]) for b in self.blocks)
     block_id = 0

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    conv_kernel_init, global_avg_pool,
-                                   make_divisible, same_padding)
+                                   make_divisible, same_padding, stem_conv)
 
 # (expand ratio t, output channels c, repeats n, first stride s), width 1.0.
 MOBILENET_V2_SETTING = (
@@ -92,7 +92,8 @@ class MobileNetV2(nn.Module):
     div = functools.partial(make_divisible, divisor=self.round_nearest)
 
     x = conv(div(self.stem_channels * self.width_mult), (3, 3), (2, 2),
-             padding=same_padding(3, self.padding), name='conv_stem')(x)
+             padding=same_padding(3, self.padding),
+             conv_general_dilated=stem_conv, name='conv_stem')(x)
     x = nn.relu6(norm(name='bn_stem')(x))
     for i, (t, c, n, s) in enumerate(self.inverted_residual_setting):
       for j in range(n):

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
-                                   global_avg_pool, same_padding)
+                                   global_avg_pool, same_padding, stem_conv)
 
 
 class BasicBlock(nn.Module):
@@ -90,7 +90,7 @@ class ResNet(nn.Module):
         raise ValueError('stride_in_1x1 applies to bottleneck ResNets only.')
       block_cls = functools.partial(block_cls, stride_in_1x1=True)
     x = conv(self.num_filters, (7, 7), (2, 2), padding=same_padding(7),
-             name='conv_stem')(x)
+             conv_general_dilated=stem_conv, name='conv_stem')(x)
     x = nn.relu(norm(name='bn_stem')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=same_padding(3))
     for i, block_size in enumerate(self.stage_sizes):
