@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import common
 from resizer import optim, tasks, train
-from resizer.models import composite, resizers
+from resizer.models import composite, conv_forms, resizers
 
 # Dense bf16 peak FLOP/s per device (vendor figures, no sparsity).
 PEAK_FLOPS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12,
@@ -168,9 +168,13 @@ def main(argv=None) -> list[dict]:
                       choices=['two_tap', 'jax_image'],
                       help='jax_image: every resize through jax.image.resize '
                            '(dense matrices), to measure what two_tap buys')
+  parser.add_argument('--conv_impl', default='forms', choices=['forms', 'lax'],
+                      help='lax: every convolution as lax emits it, to '
+                           'measure what resizer.models.conv_forms buys')
   args = parser.parse_args(argv)
   if args.resize_impl == 'jax_image':
     resizers.resize = resizers.reference_resize
+  conv_forms.ENABLED = args.conv_impl == 'forms'
   settings = []
   for setting in args.resizers.split(','):
     kind, _, res = setting.partition(':')
@@ -189,6 +193,7 @@ def main(argv=None) -> list[dict]:
   rows = time_in_turns(settings, args.steps, args.repeats)
   for row in rows:
     row['resize_impl'] = args.resize_impl
+    row['conv_impl'] = args.conv_impl
     print(json.dumps(row), flush=True)
   print(table(rows))
   return rows

@@ -29,8 +29,9 @@ def _value_and_grads(conv, x, k, strides, padding):
 
 
 def _primitives(x, k, strides, padding) -> str:
-  return str(jax.make_jaxpr(_forms, static_argnums=(2, 3))(
-      x, k, strides, padding))
+  # A fresh function each time: a cached trace would hide a switched form.
+  return str(jax.make_jaxpr(lambda x, k: _forms(x, k, strides, padding))(
+      x, k))
 
 
 CASES = {
@@ -102,3 +103,18 @@ def test_dilated_grouped_or_other_layouts_go_to_lax_untouched():
   dilated = jax.make_jaxpr(lambda x, k: conv_forms.conv_general_dilated(
       x, k, (1, 1), 'SAME', rhs_dilation=(2, 2), dimension_numbers=NHWC))
   assert 'custom_vjp' not in str(dilated(x, k))
+
+
+@pytest.mark.parametrize('why', ['another backend', 'switched off'])
+def test_off_cpu_or_switched_off_it_is_lax_itself(monkeypatch, why):
+  if why == 'another backend':
+    monkeypatch.setattr(conv_forms.jax, 'default_backend', lambda: 'gpu')
+  else:
+    monkeypatch.setattr(conv_forms, 'ENABLED', False)
+  for name in ('pointwise 1x1', 'few outputs, 7x7 16→3 SAME',
+               'stem 7x7/2 symmetric, even size'):
+    x_shape, k_shape, strides, padding, _ = CASES[name]
+    jaxpr = _primitives(jnp.ones(x_shape), jnp.ones(k_shape), strides,
+                        padding)
+    assert 'custom_vjp' not in jaxpr and 'dot_general' not in jaxpr
+    assert 'conv_general_dilated' in jaxpr

@@ -1,28 +1,26 @@
 """Convolutions rewritten into forms that XLA's CPU backend runs well.
 
-A learned resizer convolves 3- and 16-channel tensors at high resolution,
-and on XLA:CPU three of its convolutions, and the backbone stem's input
-gradient that only a learned resizer needs, run far below the backend's
-usual FLOP rate (`benchmarks/README.md` has the measurements):
+On XLA:CPU some convolutions run far below the backend's usual FLOP rate
+(`benchmarks/README.md` has the profile and the measurements):
 
 - a 1x1 convolution's weight gradient is emitted as a convolution whose
-  operands are first transposed (two full copies of a 448x448x16 batch);
-  as a plain matrix product it needs none;
-- a convolution with few output channels (the resizer's 7x7, 16→3 output
-  layer) makes a matrix product only 3 columns wide; a (kh x 1) convolution
-  to kw*3 channels followed by kw shifted adds does the same arithmetic in a
-  wider product;
-- a strided convolution's input gradient (the stem's 7x7/2, 64→3) is a
-  transposed convolution that XLA:CPU runs on a zero-dilated input; the same
-  gradient is one stride-1 convolution of the output gradient to
-  stride² x 3 channels followed by a depth-to-space rearrangement.
+  operands are first transposed (full copies of the activations); as a plain
+  matrix product it needs none. This form alone makes a ResNet-50 training
+  step on CPU about a third faster;
+- a convolution with few output channels (the learned resizer's 7x7, 16→3
+  output layer) makes a matrix product only 3 columns wide; a (kh x 1)
+  convolution to kw*3 channels followed by kw shifted adds does the same
+  arithmetic in a wider product;
+- a strided convolution's input gradient (a backbone stem's, which only a
+  learned resizer needs) is a transposed convolution that XLA:CPU runs on a
+  zero-dilated input; the same gradient is one stride-1 convolution of the
+  output gradient to stride² x 3 channels and a depth-to-space.
 
 `conv_general_dilated` is a drop-in for `lax.conv_general_dilated`, passed
-to `nn.Conv(conv_general_dilated=...)`, so parameters and checkpoints are
-those of a plain `nn.Conv`. Every form computes the same sums as lax, up to
-floating-point reassociation (tests/test_conv_forms.py). The two rewrites
-with custom gradients apply on CPU only: other backends' convolution
-libraries have no such gaps that we have measured.
+to `nn.Conv(conv_general_dilated=...)` (`common.Conv`), so parameters and
+checkpoints are those of a plain `nn.Conv`. Every form computes the same
+sums as lax, up to floating-point reassociation (tests/test_conv_forms.py).
+They apply on CPU only; elsewhere this is `lax.conv_general_dilated`.
 """
 
 import functools
@@ -35,6 +33,9 @@ from jax import lax
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 # At most this many channels count as "few": the RGB side of a convolution.
 FEW_CHANNELS = 4
+# False: always lax's own convolution (benchmarks/train_step.py
+# --conv_impl=lax sets it, to measure what these forms buy).
+ENABLED = True
 
 
 def _conv(x, kernel, strides, pads, precision=None):
@@ -153,7 +154,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       feature_group_count=feature_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
   nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-  if (lhs.ndim != 4 or feature_group_count != 1
+  # Other backends' convolution libraries have no such gaps that we have
+  # measured, and a reshape into a matrix can cost a relayout on TPU.
+  if (not ENABLED or jax.default_backend() != 'cpu' or lhs.ndim != 4
+      or feature_group_count != 1
       or preferred_element_type is not None
       or not (_is_one(lhs_dilation) and _is_one(rhs_dilation))
       or lax.conv_dimension_numbers(lhs.shape, rhs.shape,
@@ -161,14 +165,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     return plain()
   strides = tuple(window_strides)
   kh, kw, cin, cout = rhs.shape
-  if (kh, kw) == (1, 1) and strides == (1, 1) and padding in (
-      'SAME', 'VALID', ((0, 0), (0, 0)), [(0, 0), (0, 0)]):
-    return pointwise(lhs, rhs, precision)
-  if jax.default_backend() != 'cpu' or precision is not None:
-    return plain()
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), strides, padding)
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if (kh, kw) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0)):
+    return pointwise(lhs, rhs, precision)
+  if precision is not None:
+    return plain()
   if strides == (1, 1) and kw > 1 and cout <= FEW_CHANNELS < cin:
     return few_output_conv(lhs, rhs, pads)
   if strides != (1, 1) and cin <= FEW_CHANNELS < cout:

@@ -33,9 +33,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from resizer.models.common import (Dtype, ModuleDef, batch_norm,
+from resizer.models.common import (Conv, Dtype, ModuleDef, batch_norm,
                                    conv_kernel_init, global_avg_pool,
-                                   make_divisible, same_padding, stem_conv)
+                                   make_divisible, same_padding)
 
 # (expand ratio, kernel, first stride, output channels, repeats), width and
 # depth 1.0; the input channels of a stage are the previous stage's output
@@ -127,7 +127,7 @@ class EfficientNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype,
                              kernel_init=conv_kernel_init)
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)
@@ -135,8 +135,7 @@ class EfficientNet(nn.Module):
     depth = lambda n: int(math.ceil(n * self.depth_mult))
 
     x = conv(width(self.stem_channels), (3, 3), (2, 2),
-             padding=same_padding(3, self.padding),
-             conv_general_dilated=stem_conv, name='conv_stem')(x)
+             padding=same_padding(3, self.padding), name='conv_stem')(x)
     x = nn.silu(norm(name='bn_stem')(x))
     total = sum(depth(b[4]) for b in self.blocks)
     block_id = 0

@@ -50,7 +50,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import Dtype, ModuleDef, batch_norm
+from resizer.models.common import Conv, Dtype, ModuleDef, batch_norm
 
 # slim's `variance_scaling_initializer()` (factor 2, FAN_IN, truncated normal
 # of stddev sqrt(1.3 * 2 / fan_in)); jax corrects the truncation with
@@ -89,7 +89,7 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x):
     init = he_init if self.stddev is None else trunc_normal(self.stddev)
-    x = nn.Conv(self.features, (self.kernel_size,) * 2, (self.strides,) * 2,
+    x = Conv(self.features, (self.kernel_size,) * 2, (self.strides,) * 2,
                 padding='SAME', use_bias=False, dtype=self.dtype,
                 kernel_init=init, name='conv')(x)
     return nn.relu(self.norm(name='batch_norm')(x))
@@ -109,13 +109,13 @@ class SeparableConv(nn.Module):
   @nn.compact
   def __call__(self, x):
     in_channels = x.shape[-1]
-    x = nn.Conv(in_channels * self.depth_multiplier, (self.kernel_size,) * 2,
+    x = Conv(in_channels * self.depth_multiplier, (self.kernel_size,) * 2,
                 (self.strides,) * 2, padding='SAME',
                 feature_group_count=in_channels, use_bias=False,
                 dtype=self.dtype, kernel_init=trunc_normal(self.stddev),
                 name='depthwise')(x)
     # slim: pointwise_initializer=None falls back to weights_initializer.
-    x = nn.Conv(self.features, (1, 1), padding='SAME', use_bias=True,
+    x = Conv(self.features, (1, 1), padding='SAME', use_bias=True,
                 dtype=self.dtype, kernel_init=trunc_normal(self.stddev),
                 bias_init=nn.initializers.zeros, name='pointwise')(x)
     return nn.relu(x)
@@ -256,7 +256,7 @@ class InceptionV2(nn.Module):
     x = jnp.mean(x, axis=(1, 2), keepdims=True)  # 1 x 1 x 1024
     x = nn.Dropout(self.dropout_rate, deterministic=not train,
                    name='dropout_1b')(x)
-    x = nn.Conv(self.num_classes, (1, 1), use_bias=True, dtype=self.dtype,
+    x = Conv(self.num_classes, (1, 1), use_bias=True, dtype=self.dtype,
                 kernel_init=he_init, bias_init=nn.initializers.zeros,
                 name='conv2d_1c_1x1')(x)  # slim's Logits/Conv2d_1c_1x1
     return x[:, 0, 0, :]  # SpatialSqueeze

@@ -22,9 +22,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import (Dtype, ModuleDef, batch_norm,
+from resizer.models.common import (Conv, Dtype, ModuleDef, batch_norm,
                                    conv_kernel_init, global_avg_pool,
-                                   make_divisible, same_padding, stem_conv)
+                                   make_divisible, same_padding)
 
 # (expand ratio t, output channels c, repeats n, first stride s), width 1.0.
 MOBILENET_V2_SETTING = (
@@ -85,15 +85,14 @@ class MobileNetV2(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype,
                              kernel_init=conv_kernel_init)
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     div = functools.partial(make_divisible, divisor=self.round_nearest)
 
     x = conv(div(self.stem_channels * self.width_mult), (3, 3), (2, 2),
-             padding=same_padding(3, self.padding),
-             conv_general_dilated=stem_conv, name='conv_stem')(x)
+             padding=same_padding(3, self.padding), name='conv_stem')(x)
     x = nn.relu6(norm(name='bn_stem')(x))
     for i, (t, c, n, s) in enumerate(self.inverted_residual_setting):
       for j in range(n):

@@ -19,8 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resizer.models import conv_forms
-from resizer.models.common import Dtype, ModuleDef
+from resizer.models.common import Conv, Dtype, ModuleDef
 
 # Names accepted for `interpolation`, mapped to `jax.image.resize` methods.
 INTERPOLATIONS = {
@@ -233,11 +232,7 @@ class LearnedResizer(nn.Module):
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
         epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.bn_axis_name)
-    # The same parameters as nn.Conv's, computed in forms that XLA:CPU runs
-    # faster (see conv_forms).
-    conv = functools.partial(
-        nn.Conv, dtype=self.dtype,
-        conv_general_dilated=conv_forms.conv_general_dilated)
+    conv = functools.partial(Conv, dtype=self.dtype)
     conv3x3 = functools.partial(conv, self.num_filters, (3, 3), padding='SAME',
                                 use_bias=False)
     resize_to_target = functools.partial(

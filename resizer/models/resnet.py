@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import (Dtype, ModuleDef, batch_norm,
-                                   global_avg_pool, same_padding, stem_conv)
+from resizer.models.common import (Conv, Dtype, ModuleDef, batch_norm,
+                                   global_avg_pool, same_padding)
 
 
 class BasicBlock(nn.Module):
@@ -81,7 +81,7 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     block_cls = self.block_cls
@@ -90,7 +90,7 @@ class ResNet(nn.Module):
         raise ValueError('stride_in_1x1 applies to bottleneck ResNets only.')
       block_cls = functools.partial(block_cls, stride_in_1x1=True)
     x = conv(self.num_filters, (7, 7), (2, 2), padding=same_padding(7),
-             conv_general_dilated=stem_conv, name='conv_stem')(x)
+             name='conv_stem')(x)
     x = nn.relu(norm(name='bn_stem')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=same_padding(3))
     for i, block_size in enumerate(self.stage_sizes):
