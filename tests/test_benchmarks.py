@@ -46,3 +46,17 @@ def test_resizer_parts_benchmark_smoke():
   assert all(r['ms_median'] > 0 for r in rows)
   assert rows[-1]['share_of_resizer'] == 1.0
   assert '| share of resizer |' in out
+
+
+def test_profile_step_smoke():
+  rows, out = run('profile_step.py', '--config=configs/demo.py',
+                  '--resizer=learned:32', '--out_size=16',
+                  '--model=resnet_tiny', '--batch_size=8', '--dtype=float32',
+                  '--steps=1', '--top=5')
+  r, = rows
+  assert r['resizer'] == 'learned' and r['step_ms'] > 0
+  # Both modules' operations are found in the trace and timed.
+  assert r['op_ms_per_step']['resizer'] > 0
+  assert r['op_ms_per_step']['backbone'] > 0
+  table = [l for l in out.splitlines() if l.startswith('| ') and 'ms/step' not in l]
+  assert len(table) == 5
