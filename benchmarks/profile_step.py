@@ -35,7 +35,7 @@ import jax  # pylint: disable=g-import-not-at-top
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step  # pylint: disable=g-import-not-at-top
 
-from configs import common  # pylint: disable=g-import-not-at-top
+from resizer.models import composite  # pylint: disable=g-import-not-at-top
 
 # Host-side wrappers around the operations, not operations themselves.
 _NOT_OPS = ('ThunkExecutor', 'SlinkyThreadPool', 'ThreadpoolListener')
@@ -96,23 +96,13 @@ def main(argv=None) -> dict:
   parser.add_argument('--out_size', type=int, default=224)
   parser.add_argument('--model', default=None)
   parser.add_argument('--batch_size', type=int, default=8)
-  parser.add_argument('--dtype', default=None)
+  parser.add_argument('--dtype', default=None, choices=composite.DTYPES)
   parser.add_argument('--steps', type=int, default=2)
   parser.add_argument('--top', type=int, default=30)
   args = parser.parse_args(argv)
 
-  kind, _, res = args.resizer.partition(':')
-  config = train_step.load_config(args.config)
-  config.resizer = common.resizer_config(kind, int(res or args.out_size),
-                                         args.out_size)
-  if args.model:
-    config.model.name = args.model
-  if args.dtype:
-    config.model.dtype = args.dtype
-  if args.batch_size % jax.device_count():
-    sys.exit(f'--batch_size={args.batch_size} is not a multiple of the '
-             f'{jax.device_count()} devices')
-  setting = train_step.Setting(config, args.batch_size)
+  setting = train_step.make_setting(args, args.resizer)
+  config = setting.config
   setting.run(1)
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir)
@@ -131,7 +121,7 @@ def main(argv=None) -> dict:
     parts[part_of(op_name)] += ns
     if rank < args.top:
       print(f'| {ms(ns):.1f} | {name} | {shape} | {op_name[-70:]} |')
-  row = dict(model=config.model.name, resizer=kind,
+  row = dict(model=config.model.name, resizer=config.resizer.kind,
              in_size=list(setting.in_size), batch_size=args.batch_size,
              device_kind=jax.devices()[0].device_kind,
              step_ms=round(1e3 * step_sec, 2),

@@ -119,6 +119,24 @@ class Setting:
     )
 
 
+def make_setting(args: argparse.Namespace, spec: str) -> Setting:
+  """The `kind:resolution` setting `spec` of `args.config`, with the
+  command line's --out_size, --model, --dtype and --batch_size applied."""
+  kind, _, res = spec.partition(':')
+  config = load_config(args.config)
+  config.resizer = common.resizer_config(kind, int(res or args.out_size),
+                                         args.out_size)
+  if args.model:
+    config.model.name = args.model
+  if args.dtype:
+    config.model.dtype = args.dtype
+  batch = args.batch_size or config.input.batch_size
+  if batch % jax.device_count():
+    sys.exit(f'--batch_size={batch} is not a multiple of the '
+             f'{jax.device_count()} devices')
+  return Setting(config, batch)
+
+
 def time_in_turns(settings: list[Setting], steps: int, repeats: int
                   ) -> list[dict]:
   """Times every setting once per round for `repeats` rounds; rows with
@@ -175,21 +193,7 @@ def main(argv=None) -> list[dict]:
   if args.resize_impl == 'jax_image':
     resizers.resize = resizers.reference_resize
   conv_forms.ENABLED = args.conv_impl == 'forms'
-  settings = []
-  for setting in args.resizers.split(','):
-    kind, _, res = setting.partition(':')
-    config = load_config(args.config)
-    config.resizer = common.resizer_config(kind, int(res or args.out_size),
-                                           args.out_size)
-    if args.model:
-      config.model.name = args.model
-    if args.dtype:
-      config.model.dtype = args.dtype
-    batch = args.batch_size or config.input.batch_size
-    if batch % jax.device_count():
-      sys.exit(f'--batch_size={batch} is not a multiple of the '
-               f'{jax.device_count()} devices')
-    settings.append(Setting(config, batch))
+  settings = [make_setting(args, spec) for spec in args.resizers.split(',')]
   rows = time_in_turns(settings, args.steps, args.repeats)
   for row in rows:
     row['resize_impl'] = args.resize_impl
