@@ -38,9 +38,9 @@ FEW_CHANNELS = 4
 ENABLED = True
 
 
-def _conv(x, kernel, strides, pads, precision=None):
+def _conv(x, kernel, strides, pads):
   return lax.conv_general_dilated(x, kernel, strides, pads,
-                                  dimension_numbers=_NHWC, precision=precision)
+                                  dimension_numbers=_NHWC)
 
 
 def pointwise(x: jnp.ndarray, kernel: jnp.ndarray, precision=None
