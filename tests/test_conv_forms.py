@@ -1,5 +1,7 @@
 """conv_forms computes lax's convolutions, and their gradients, by other routes."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -105,12 +107,31 @@ def test_dilated_grouped_or_other_layouts_go_to_lax_untouched():
   assert 'custom_vjp' not in str(dilated(x, k))
 
 
-@pytest.mark.parametrize('why', ['another backend', 'switched off'])
-def test_off_cpu_or_switched_off_it_is_lax_itself(monkeypatch, why):
-  if why == 'another backend':
-    monkeypatch.setattr(conv_forms.jax, 'default_backend', lambda: 'gpu')
-  else:
-    monkeypatch.setattr(conv_forms, 'ENABLED', False)
+def _convolutions(conv, platform, x, k, strides, padding) -> list[str]:
+  """The operand and result types of every convolution and matrix product in
+  the gradient program, as lowered for `platform`."""
+  loss = lambda x, k: jnp.sum(jnp.sin(conv(x, k, strides, padding)))
+  exported = jax.export.export(jax.jit(jax.grad(loss, (0, 1))),
+                               platforms=[platform])(x, k)
+  return sorted(re.findall(
+      r'stablehlo\.(convolution|dot_general)\b.* : (\(.*?\) -> tensor<\S*>)',
+      exported.mlir_module()))
+
+
+@pytest.mark.parametrize('platform', ['cuda', 'tpu'])
+def test_lowered_for_an_accelerator_it_is_lax_itself(platform):
+  for name in ('pointwise 1x1', 'few outputs, 7x7 16→3 SAME',
+               'stem 7x7/2 symmetric, even size'):
+    x_shape, k_shape, strides, padding, _ = CASES[name]
+    x, k = jnp.ones(x_shape), jnp.ones(k_shape)
+    want = _convolutions(_lax, platform, x, k, strides, padding)
+    assert _convolutions(_forms, platform, x, k, strides, padding) == want
+    # The same program lowered for CPU takes the form.
+    assert _convolutions(_forms, 'cpu', x, k, strides, padding) != want
+
+
+def test_switched_off_it_is_lax_itself(monkeypatch):
+  monkeypatch.setattr(conv_forms, 'ENABLED', False)
   for name in ('pointwise 1x1', 'few outputs, 7x7 16→3 SAME',
                'stem 7x7/2 symmetric, even size'):
     x_shape, k_shape, strides, padding, _ = CASES[name]

@@ -20,7 +20,10 @@ On XLA:CPU some convolutions run far below the backend's usual FLOP rate
 to `nn.Conv(conv_general_dilated=...)` (`common.Conv`), so parameters and
 checkpoints are those of a plain `nn.Conv`. Every form computes the same
 sums as lax, up to floating-point reassociation (tests/test_conv_forms.py).
-They apply on CPU only; elsewhere this is `lax.conv_general_dilated`.
+They apply to the CPU program only: the choice is made when the program is
+lowered (`lax.platform_dependent`), so a program lowered for several
+platforms at once (`resizer.export --platforms=cpu,cuda`) gets the forms
+in its CPU branch and `lax.conv_general_dilated` everywhere else.
 """
 
 import functools
@@ -146,34 +149,47 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, precision=None,
                          preferred_element_type=None) -> jnp.ndarray:
-  """`lax.conv_general_dilated`, taking a faster form where one applies."""
-  plain = functools.partial(
-      lax.conv_general_dilated, lhs, rhs, window_strides, padding,
-      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-      dimension_numbers=dimension_numbers,
-      feature_group_count=feature_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
-  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  """`lax.conv_general_dilated`, taking a faster form on CPU where one
+  applies."""
+  def plain(x, kernel):
+    return lax.conv_general_dilated(
+        x, kernel, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
+
+  form = _cpu_form(lhs.shape, rhs.shape, window_strides, padding,
+                   lhs_dilation, rhs_dilation, dimension_numbers,
+                   feature_group_count, precision, preferred_element_type)
+  if form is None:
+    return plain(lhs, rhs)
   # Other backends' convolution libraries have no such gaps that we have
   # measured, and a reshape into a matrix can cost a relayout on TPU.
-  if (not ENABLED or jax.default_backend() != 'cpu' or lhs.ndim != 4
+  return lax.platform_dependent(lhs, rhs, cpu=form, default=plain)
+
+
+def _cpu_form(lhs_shape, rhs_shape, window_strides, padding, lhs_dilation,
+              rhs_dilation, dimension_numbers, feature_group_count, precision,
+              preferred_element_type):
+  """The (x, kernel) -> output form for this convolution, or None for lax's."""
+  if (not ENABLED or len(lhs_shape) != 4
       or feature_group_count != 1
       or preferred_element_type is not None
       or not (_is_one(lhs_dilation) and _is_one(rhs_dilation))
-      or lax.conv_dimension_numbers(lhs.shape, rhs.shape,
-                                    dimension_numbers) != nhwc):
-    return plain()
+      or lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+      != lax.conv_dimension_numbers(lhs_shape, rhs_shape, _NHWC)):
+    return None
   strides = tuple(window_strides)
-  kh, kw, cin, cout = rhs.shape
+  kh, kw, cin, cout = rhs_shape
   if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), strides, padding)
+    padding = lax.padtype_to_pads(lhs_shape[1:3], (kh, kw), strides, padding)
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
   if (kh, kw) == (1, 1) and strides == (1, 1) and pads == ((0, 0), (0, 0)):
-    return pointwise(lhs, rhs, precision)
+    return lambda x, kernel: pointwise(x, kernel, precision)
   if precision is not None:
-    return plain()
+    return None
   if strides == (1, 1) and kw > 1 and cout <= FEW_CHANNELS < cin:
-    return few_output_conv(lhs, rhs, pads)
+    return lambda x, kernel: few_output_conv(x, kernel, pads)
   if strides != (1, 1) and cin <= FEW_CHANNELS < cout:
-    return strided_conv(lhs, rhs, strides, pads)
-  return plain()
+    return lambda x, kernel: strided_conv(x, kernel, strides, pads)
+  return None
