@@ -3,7 +3,8 @@ whole resizer and of its stages, timed in turns after compilation.
 
   python benchmarks/resizer_parts.py --in_size=448 --out_size=224 --batch_size=8
 
-Stages (as in resizers.LearnedResizer, n filters):
+Stages (as in resizers.LearnedResizer, n filters, with the model's own
+convolutions, `common.Conv`):
   conv_in      7x7 convolution 3→n at the input size (forward + weight
                gradient: the images need no gradient)
   input_size   LeakyReLU, 1x1 convolution n→n, LeakyReLU, BatchNorm
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from resizer.models import resizers
+from resizer.models.common import Conv
 
 
 class InputSizeStage(nn.Module):
@@ -34,7 +36,7 @@ class InputSizeStage(nn.Module):
   @nn.compact
   def __call__(self, f):
     act = functools.partial(nn.leaky_relu, negative_slope=0.2)
-    f = act(nn.Conv(f.shape[-1], (1, 1))(act(f)))
+    f = act(Conv(f.shape[-1], (1, 1))(act(f)))
     return resizers.ResizedBatchNorm(False, 0.9, 1e-3)(
         f, functools.partial(resizers.resize, out_size=self.out_size,
                              interpolation='bilinear', antialias=False))
@@ -46,7 +48,7 @@ class OutputSizeStage(nn.Module):
   def __call__(self, y):
     norm = functools.partial(nn.BatchNorm, use_running_average=False,
                              momentum=0.9, epsilon=1e-3)
-    conv3 = functools.partial(nn.Conv, y.shape[-1], (3, 3), padding='SAME',
+    conv3 = functools.partial(Conv, y.shape[-1], (3, 3), padding='SAME',
                               use_bias=False)
     z = resizers.ResBlock(conv3, norm, 0.2)(y)
     return norm()(conv3()(z)) + y
@@ -82,10 +84,10 @@ def main(argv=None) -> list[dict]:
                        jnp.float32)
 
   stages = {
-      'conv_in': (nn.Conv(n, (7, 7), padding='SAME'), images, {}),
+      'conv_in': (Conv(n, (7, 7), padding='SAME'), images, {}),
       'input_size': (InputSizeStage(out), data(args.in_size, n), {}),
       'res_blocks': (OutputSizeStage(), data(args.out_size, n), {}),
-      'conv_to_image': (nn.Conv(3, (7, 7), padding='SAME'),
+      'conv_to_image': (Conv(3, (7, 7), padding='SAME'),
                         data(args.out_size, n), {}),
       'resizer': (resizers.LearnedResizer(out_size=out, num_filters=n),
                   images, {'train': True}),
