@@ -11,6 +11,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tensorflow_datasets as tfds
+
+import resizer.datasets  # noqa: F401  (registers fine_gratings)
 
 TOTAL_STEPS = 60
 
@@ -34,7 +37,13 @@ def checkpoint(workdir):
 def test_sigterm_saves_the_current_step_and_resume_matches(tmp_path):
   data_dir = tmp_path / 'tfds'
   straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
-  subprocess.run(command(straight, data_dir), check=True, capture_output=True)
+  # The data first, so that the two runs below do not both prepare it.
+  tfds.builder('fine_gratings/tiny', data_dir=str(data_dir)).download_and_prepare()
+  # The uninterrupted run, alongside the interrupted one.
+  straight_log = open(tmp_path / 'straight.log', 'w')
+  straight_run = subprocess.Popen(command(straight, data_dir),
+                                  stdout=straight_log,
+                                  stderr=subprocess.STDOUT)
 
   log = open(tmp_path / 'stopped.log', 'w')
   proc = subprocess.Popen(command(stopped, data_dir), stdout=log,
@@ -53,6 +62,8 @@ def test_sigterm_saves_the_current_step_and_resume_matches(tmp_path):
   assert f'after step {step}:' in text and 5 <= step < TOTAL_STEPS
 
   subprocess.run(command(stopped, data_dir), check=True, capture_output=True)
+  assert straight_run.wait(timeout=300) == 0, (
+      (tmp_path / 'straight.log').read_text()[-2000:])
   (a_step, a), (b_step, b) = checkpoint(straight), checkpoint(stopped)
   assert a_step == b_step == TOTAL_STEPS
   for key in ('params', 'batch_stats', 'opt_state'):
