@@ -44,26 +44,29 @@ def test_sigterm_saves_the_current_step_and_resume_matches(tmp_path):
   straight_run = subprocess.Popen(command(straight, data_dir),
                                   stdout=straight_log,
                                   stderr=subprocess.STDOUT)
+  try:
+    log = open(tmp_path / 'stopped.log', 'w')
+    proc = subprocess.Popen(command(stopped, data_dir), stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while 'train/loss' not in (tmp_path / 'stopped.log').read_text():
+      assert proc.poll() is None and time.time() < deadline, 'run ended early'
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143
+    text = (tmp_path / 'stopped.log').read_text()
+    assert 'Preempted (SIGTERM) after step' in text
+    step, _ = checkpoint(stopped)
+    if step == TOTAL_STEPS:
+      pytest.skip('the run finished before the signal arrived')
+    assert f'after step {step}:' in text and 5 <= step < TOTAL_STEPS
 
-  log = open(tmp_path / 'stopped.log', 'w')
-  proc = subprocess.Popen(command(stopped, data_dir), stdout=log,
-                          stderr=subprocess.STDOUT)
-  deadline = time.time() + 300
-  while 'train/loss' not in (tmp_path / 'stopped.log').read_text():
-    assert proc.poll() is None and time.time() < deadline, 'run ended early'
-    time.sleep(0.2)
-  proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=300) == 143
-  text = (tmp_path / 'stopped.log').read_text()
-  assert 'Preempted (SIGTERM) after step' in text
-  step, _ = checkpoint(stopped)
-  if step == TOTAL_STEPS:
-    pytest.skip('the run finished before the signal arrived')
-  assert f'after step {step}:' in text and 5 <= step < TOTAL_STEPS
-
-  subprocess.run(command(stopped, data_dir), check=True, capture_output=True)
-  assert straight_run.wait(timeout=300) == 0, (
-      (tmp_path / 'straight.log').read_text()[-2000:])
+    subprocess.run(command(stopped, data_dir), check=True, capture_output=True)
+    assert straight_run.wait(timeout=300) == 0, (
+        (tmp_path / 'straight.log').read_text()[-2000:])
+  finally:  # A failure or skip above must not leave it running.
+    if straight_run.poll() is None:
+      straight_run.kill()
   (a_step, a), (b_step, b) = checkpoint(straight), checkpoint(stopped)
   assert a_step == b_step == TOTAL_STEPS
   for key in ('params', 'batch_stats', 'opt_state'):
