@@ -8,8 +8,8 @@ train steps with periodic evaluation, logging and checkpointing, and writes
 
 The step is data-parallel: a `jax.shard_map` over a one-axis mesh of every
 device (the modern form of `pmap`) under `jax.jit`. The batch is sharded,
-parameters are replicated, gradients are averaged with `lax.pmean`, and
-BatchNorm statistics are averaged over the whole global batch through the
+parameters are replicated, the loss is the mean over the global batch (so
+its gradient is the full-batch gradient on any mesh), and BatchNorm statistics are averaged over the whole global batch through the
 mesh axis name (or kept per device with `config.bn_cross_device=False`).
 """
 
@@ -69,19 +69,24 @@ def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh):
           {'params': params, 'batch_stats': state['batch_stats']},
           batch['image'], train=True, mutable=['batch_stats'],
           rngs={'dropout': rng})
-      return jnp.mean(task.loss(logits, batch)), (logits, new_vars)
+      # The mean over the *global* batch (every shard has the same size).
+      # Differentiating it gives the global gradient on every device: the
+      # parameters are replicated, so the transpose of their implicit
+      # broadcast already sums the devices' contributions. A pmean of
+      # per-device gradients on top would multiply them by the device count.
+      loss = jax.lax.pmean(jnp.mean(task.loss(logits, batch)), AXIS)
+      return loss, (logits, new_vars)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (logits, new_vars)), grads = grad_fn(state['params'])
-    grads = jax.lax.pmean(grads, AXIS)
     # Per-device statistics still leave one replicated running average.
     batch_stats = jax.lax.pmean(new_vars.get('batch_stats', {}), AXIS)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
     step_metrics = {k: jnp.mean(v)
                     for k, v in task.train_metrics(logits, batch).items()}
-    step_metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     step_metrics = jax.lax.pmean(step_metrics, AXIS)
+    step_metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     step_metrics['learning_rate'] = lr_schedule(state['step'])
     new_state = {'step': state['step'] + 1, 'params': params,
                  'batch_stats': batch_stats, 'opt_state': opt_state}

@@ -1,5 +1,5 @@
-"""Two jax.distributed processes on localhost (CPU, gloo collectives) train
-exactly as one process does, and the trainer runs end to end across them."""
+"""Two jax.distributed processes on localhost (CPU, gloo collectives) take the
+full-batch gradient step, and the trainer runs end to end across them."""
 
 import json
 import os
@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
+from tests import data_parallel_case as case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,19 +34,24 @@ def run_processes(args_for, n):
   return outputs
 
 
-def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
+def test_two_processes_step_is_the_full_batch_gradient_step(tmp_path):
+  """2 processes x 2 devices, each feeding its half of the global batch, take
+  the single-device full-batch step of tests/data_parallel_case.py."""
   script = os.path.join(ROOT, 'tests', 'multiprocess_step.py')
   port = free_port()
-  run_processes(lambda i: [sys.executable, script, str(tmp_path / f'two_{i}.npz'),
+  run_processes(lambda i: [sys.executable, script, str(tmp_path / f'{i}.npz'),
                            '2', str(i), str(port), '2'], 2)
-  run_processes(lambda i: [sys.executable, script, str(tmp_path / 'one.npz'),
-                           '1', '0', '0', '4'], 1)
-  one = np.load(tmp_path / 'one.npz')
+  config = case.config()
+  expected, metrics = case.reference_step(config, case.initial_state(config),
+                                          case.batch())
+  expected_leaves = jax.tree.leaves(expected)
   for i in range(2):
-    two = np.load(tmp_path / f'two_{i}.npz')
-    assert sorted(two.files) == sorted(one.files)
-    for k in one.files:  # Same math, reduction order may differ slightly.
-      np.testing.assert_allclose(two[k], one[k], rtol=2e-5, atol=1e-6)
+    got = np.load(tmp_path / f'{i}.npz')
+    assert len(got.files) == len(expected_leaves) + 2
+    for k, want in enumerate(expected_leaves):
+      np.testing.assert_allclose(got[f'arr_{k}'], want, rtol=1e-5, atol=1e-6)
+    for k in ('loss', 'grad_norm'):
+      np.testing.assert_allclose(got[k], metrics[k], rtol=1e-5)
 
 
 def test_trainer_across_two_processes_evaluates_every_example_once(tmp_path):

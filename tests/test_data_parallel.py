@@ -1,0 +1,67 @@
+"""The specification of data parallelism: one step of the trainer's sharded
+step on any number of devices is one step of plain full-batch training.
+
+The reference (tests/data_parallel_case.py) is a single-device `jax.grad` of
+the mean loss over the whole global batch followed by the same optax update
+(SGD with momentum, weight decay and active clipping); it shares no code
+with the sharded step. Compared: parameters, BatchNorm statistics, the
+optimiser state and the logged loss and gradient norm.
+"""
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from resizer import tasks, train
+from resizer.models import composite
+from tests import data_parallel_case as case
+
+
+def sharded_step(c, state, batch, num_devices):
+  """One step of train.make_train_step on the first `num_devices` devices."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:num_devices]), (train.AXIS,))
+  model = composite.build_model(
+      c, bn_axis_name=train.AXIS if c.bn_cross_device else None)
+  tx, schedule = case.optimizer(c)
+  step = train.make_train_step(model, tx, tasks.get_task(c), schedule, mesh)
+  state = jax.device_put(state, NamedSharding(mesh, P()))
+  batch = jax.device_put(batch, NamedSharding(mesh, P(train.AXIS)))
+  new_state, metrics = step(state, batch, jax.random.key(1))
+  return jax.device_get(new_state), jax.device_get(metrics)
+
+
+def assert_trees_close(actual, expected, rtol=1e-5, atol=1e-6):
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(actual)[0],
+                          jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+# Without clipping a wrongly scaled gradient shows in the update; with it
+# (the clipped update has a fixed norm) only in the logged gradient norm.
+CASES = [
+    # num_devices, bn_cross_device, grad_clip_norm
+    (1, True, 0.0), (2, True, 0.0), (4, True, 0.0), (8, True, 0.0),
+    (4, False, 0.0), (2, False, 0.5), (8, True, 0.5),
+]
+
+
+@pytest.mark.parametrize('num_devices, bn_cross_device, clip', CASES)
+def test_step_is_the_full_batch_gradient_step(num_devices, bn_cross_device,
+                                              clip):
+  c = case.config(bn_cross_device)
+  c.optim.grad_clip_norm = clip
+  state, batch = case.initial_state(c), case.batch()
+  # Global statistics are the whole batch's; per-device ones each shard's.
+  groups = 1 if bn_cross_device else num_devices
+  expected, expected_metrics = case.reference_step(c, state, batch, groups)
+  assert expected_metrics['grad_norm'] > clip  # Clipping, when on, acts.
+
+  actual, metrics = sharded_step(c, state, batch, num_devices)
+
+  assert_trees_close(actual, expected)
+  assert metrics['loss'] == pytest.approx(expected_metrics['loss'], rel=1e-5)
+  assert metrics['grad_norm'] == pytest.approx(expected_metrics['grad_norm'],
+                                               rel=1e-5)
