@@ -6,9 +6,9 @@ with `parse_arg`.
 """
 
 import json
-import os
 
 import ml_collections
+from etils import epath
 
 # `resizer=` argument values → (kind, interpolation).
 RESIZER_CHOICES = {
@@ -163,10 +163,9 @@ def init_backbone_from(config: ml_collections.ConfigDict, weights: str
     return
   config.init_from.update(workdir=weights, parts='backbone')
   for name in ('imported.json', 'config.json'):
-    path = os.path.join(weights, name)
-    if os.path.exists(path):
-      with open(path) as f:
-        model = json.load(f).get('model', {})
+    path = epath.Path(weights) / name  # Local or gs://.
+    if path.exists():
+      model = json.loads(path.read_text()).get('model', {})
       config.model.convention = model.get('convention', 'torchvision')
       return
   raise ValueError(f'config argument weights={weights!r} is invalid; it has '

@@ -6,12 +6,13 @@ restores the schedule, the optimiser and the data stream together.
 """
 
 import json
-import os
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+
+from resizer import paths
 
 State = dict[str, Any]
 PARTS = ('all', 'resizer', 'backbone')
@@ -19,22 +20,36 @@ PARTS = ('all', 'resizer', 'backbone')
 IMPORTED_JSON = 'imported.json'
 
 
-def manager(workdir: str, keep: int, async_save: bool = True
+def directory(workdir: paths.PathLike):
+  """Where a run in `workdir` (local or gs://) keeps its checkpoints."""
+  return paths.resolve(workdir) / 'checkpoints'
+
+
+def manager(workdir: paths.PathLike, keep: int, async_save: bool = True
             ) -> ocp.CheckpointManager:
   """The run's checkpoint manager in `workdir/checkpoints`; with `async_save`
   training continues while a checkpoint is written."""
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      directory(workdir),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=keep, create=True,
           enable_async_checkpointing=async_save))
 
 
-def has_checkpoint(workdir: str) -> bool:
+def _reader(workdir: paths.PathLike) -> ocp.CheckpointManager | None:
+  """A read-only manager of `workdir/checkpoints`, or None without one."""
+  path = directory(workdir)
+  if not path.is_dir():
+    return None
+  return ocp.CheckpointManager(
+      path, item_handlers=ocp.StandardCheckpointHandler(),
+      options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+
+
+def has_checkpoint(workdir: paths.PathLike) -> bool:
   """Whether `workdir/checkpoints` holds a checkpoint to resume from."""
-  path = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  return os.path.isdir(path) and ocp.CheckpointManager(
-      path).latest_step() is not None
+  mgr = _reader(workdir)
+  return mgr is not None and mgr.latest_step() is not None
 
 
 def save(mgr: ocp.CheckpointManager, state: State) -> None:
@@ -46,7 +61,9 @@ def save(mgr: ocp.CheckpointManager, state: State) -> None:
 
 def restore_latest(mgr: ocp.CheckpointManager, target: State) -> State | None:
   """The latest checkpoint laid out like `target` (arrays or shape structs
-  with shardings), or None when there is none."""
+  with shardings), or None when there is none. The checkpoint may come from
+  any number of devices or hosts: each array is read into `target`'s
+  sharding."""
   step = mgr.latest_step()
   if step is None:
     return None
@@ -54,44 +71,57 @@ def restore_latest(mgr: ocp.CheckpointManager, target: State) -> State | None:
   return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def load_for_warm_start(workdir: str) -> State:
-  """Another run's latest state, as saved (no target structure needed)."""
-  path = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  mgr = ocp.CheckpointManager(path)
-  step = mgr.latest_step()
+def load(workdir: paths.PathLike,
+         sharding: jax.sharding.Sharding | None = None) -> State:
+  """The latest state saved in `workdir` (a run or an import), whatever its
+  structure and whatever device count or host count wrote it, with every
+  array placed by `sharding` (default: whole on this process's first
+  device, as the command-line tools want it)."""
+  mgr = _reader(workdir)
+  step = mgr.latest_step() if mgr is not None else None
   if step is None:
-    raise FileNotFoundError(
-        f'config.init_from.workdir={workdir!r} has no checkpoint in {path}.')
-  return mgr.restore(step, args=ocp.args.StandardRestore())
+    raise FileNotFoundError(f'{workdir} has no checkpoint in '
+                            f'{directory(workdir)}.')
+  sharding = sharding or jax.sharding.SingleDeviceSharding(
+      jax.local_devices()[0])
+  # The saved shapes and dtypes, with our placement instead of the saved
+  # one: restoring without a target fails on any other topology.
+  metadata = mgr.item_metadata(step)
+  abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+      getattr(metadata, 'tree', metadata))
+  return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, State, int]:
+def read_json(path: paths.PathLike) -> Any:
+  """A JSON file (local or gs://)."""
+  return json.loads(paths.resolve(path).read_text())
+
+
+def load_run(workdir: paths.PathLike
+             ) -> tuple[ml_collections.ConfigDict, State, int]:
   """(config, {'params', 'batch_stats'}, step) of the latest checkpoint of a
-  run written by resizer.main."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  run written by resizer.main, on this process's first device."""
+  path = paths.resolve(workdir) / 'config.json'
+  if not path.exists():
     raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
                             'written by resizer.main?')
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  state = load_for_warm_start(workdir)
+  config = ml_collections.ConfigDict(read_json(path))
+  state = load(workdir)
   return config, {'params': state['params'],
                   'batch_stats': state['batch_stats']}, int(state['step'])
 
 
-def source_model(workdir: str) -> tuple[dict | None, dict | None]:
+def source_model(workdir: paths.PathLike) -> tuple[dict | None, dict | None]:
   """(config.model, imported.json) of a warm-start source: a run's workdir
   gives its config's model block and None; an import directory gives the
   imported model and its description. (None, None) when neither is there."""
-  imported = os.path.join(workdir, IMPORTED_JSON)
-  if os.path.exists(imported):
-    with open(imported) as f:
-      description = json.load(f)
+  root = paths.resolve(workdir)
+  if (root / IMPORTED_JSON).exists():
+    description = read_json(root / IMPORTED_JSON)
     return description['model'], description
-  config = os.path.join(workdir, 'config.json')
-  if os.path.exists(config):
-    with open(config) as f:
-      return json.load(f).get('model'), None
+  if (root / 'config.json').exists():
+    return read_json(root / 'config.json').get('model'), None
   return None, None
 
 

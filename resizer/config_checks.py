@@ -1,12 +1,11 @@
 """Checks a config before anything is read or compiled; every error names the
 config key, its value and what is allowed."""
 
-import os
 from typing import Any
 
 import ml_collections
 
-from resizer import checkpoints, optim, tasks
+from resizer import checkpoints, optim, paths, tasks
 from resizer.models import composite
 
 TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
@@ -86,7 +85,7 @@ def _validate_warm_start_source(config: ml_collections.ConfigDict) -> None:
   """The backbone being warm-started is the one the source holds, in the same
   convention (shapes alone cannot tell Keras' ResNet-50 from torchvision's)."""
   workdir, parts = config.init_from.workdir, config.init_from.parts
-  if not os.path.isdir(workdir):
+  if not paths.resolve(workdir).is_dir():
     raise ConfigError(f'config.init_from.workdir={workdir!r} does not exist.')
   model, imported = checkpoints.source_model(workdir)
   if imported is not None and parts != 'backbone':

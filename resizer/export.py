@@ -21,7 +21,6 @@ only TensorFlow: see examples/resize_image.py.
 """
 
 import json
-import os
 import sys
 from typing import Callable, Sequence
 
@@ -31,7 +30,7 @@ from jax.experimental import jax2tf
 import numpy as np
 import tensorflow as tf
 
-from resizer import checkpoints
+from resizer import checkpoints, paths
 from resizer.models import composite
 
 PLATFORMS = ('cpu', 'cuda')
@@ -60,9 +59,10 @@ def _save(fn: Callable, variables, in_size: tuple[int, int], output: str,
 def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS
            ) -> dict:
   """Exports the latest checkpoint of the run in `workdir` to `out`
-  (which must not exist yet); returns what `out/export.json` holds."""
-  out = os.path.abspath(out)
-  if os.path.exists(out):
+  (which must not exist yet; either may be gs://); returns what
+  `out/export.json` holds."""
+  out = paths.resolve(out)
+  if out.exists():
     raise FileExistsError(f'--out={out!r} already exists; choose a new '
                           'directory (nothing was overwritten).')
   config, variables, step = checkpoints.load_run(workdir)
@@ -81,19 +81,18 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS
     return model.apply(v, images, train=False)
 
   _save(resize, resizer_variables, in_size, 'resized',
-        os.path.join(out, 'resizer'), platforms)
-  _save(logits, variables, in_size, 'logits', os.path.join(out, 'model'),
-        platforms)
+        str(out / 'resizer'), platforms)
+  _save(logits, variables, in_size, 'logits', str(out / 'model'), platforms)
   description = dict(
-      workdir=os.path.abspath(workdir),
+      workdir=str(paths.resolve(workdir)),
       step=step,
       in_size=list(in_size), out_size=list(out_size),
       resizer=config.resizer.kind, backbone=config.model.name,
       num_classes=config.model.num_classes, task=config.get('task'),
       input='uint8 images (batch, in_size[0], in_size[1], 3)',
       platforms=list(platforms))
-  with open(os.path.join(out, 'export.json'), 'w') as f:
-    json.dump(description, f, indent=2)
+  paths.write_text_atomic(out / 'export.json',
+                          json.dumps(description, indent=2))
   return description
 
 

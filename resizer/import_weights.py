@@ -37,7 +37,6 @@ reversed and the model takes RGB like every other.
 
 import hashlib
 import json
-import os
 import re
 import sys
 import warnings
@@ -48,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resizer import checkpoints
+from resizer import checkpoints, paths
 from resizer.models import composite, conventions
 
 FAMILIES = {'resnet50': 'resnet', 'densenet121': 'densenet',
@@ -386,23 +385,25 @@ def import_weights(model: str, source: str, out: str,
   if fmt not in FORMATS:
     raise ValueError(f'--format={fmt!r} is invalid; expected one of '
                      f'{list(FORMATS)}.')
-  source = os.path.abspath(os.path.expanduser(source))
-  if not os.path.isfile(source):
-    raise FileNotFoundError(f'--source={source!r} does not exist.')
-  out = os.path.abspath(out)
-  if os.path.exists(os.path.join(out, 'checkpoints')) or os.path.exists(
-      os.path.join(out, checkpoints.IMPORTED_JSON)):
-    raise FileExistsError(f'--out={out!r} already holds a checkpoint; choose '
-                          'a new directory (nothing was overwritten).')
+  source = paths.resolve(source)
+  if not source.is_file():
+    raise FileNotFoundError(f'--source={str(source)!r} does not exist.')
+  out = paths.resolve(out)
+  if (out / 'checkpoints').exists() or (out / checkpoints.IMPORTED_JSON).exists():
+    raise FileExistsError(f'--out={str(out)!r} already holds a checkpoint; '
+                          'choose a new directory (nothing was overwritten).')
 
-  if fmt == 'torch':
-    tensors = read_torch(source)
-    head = torch_name(FAMILIES[model], ('head',), {}) + '.weight'
-    num_classes = tensors[head].shape[0] if head in tensors else None
-  else:
-    tensors = _fold_keras_specifics(read_keras(source, model), model, source)
-    head = 'predictions/kernel'
-    num_classes = tensors[head].shape[1] if head in tensors else None
+  with paths.local_copy(source) as local:  # torch and h5py want a file.
+    if fmt == 'torch':
+      tensors = read_torch(local)
+      head = torch_name(FAMILIES[model], ('head',), {}) + '.weight'
+      num_classes = tensors[head].shape[0] if head in tensors else None
+    else:
+      tensors = _fold_keras_specifics(read_keras(local, model), model, local)
+      head = 'predictions/kernel'
+      num_classes = tensors[head].shape[1] if head in tensors else None
+    with open(local, 'rb') as f:
+      digest = hashlib.file_digest(f, 'sha256').hexdigest()
   if not num_classes:
     raise WeightsMismatch(f'{source}: has no classifier tensor {head!r}; is '
                           f'it a {model} file?')
@@ -425,12 +426,10 @@ def import_weights(model: str, source: str, out: str,
   checkpoints.save(mgr, state)
   mgr.wait_until_finished()
   mgr.close()
-  with open(source, 'rb') as f:
-    digest = hashlib.file_digest(f, 'sha256').hexdigest()
-  description = dict(model=model_cfg, source=source, format=fmt,
+  description = dict(model=model_cfg, source=str(source), format=fmt,
                      sha256=digest, num_tensors=len(tensors))
-  with open(os.path.join(out, checkpoints.IMPORTED_JSON), 'w') as f:
-    json.dump(description, f, indent=2)
+  paths.write_text_atomic(out / checkpoints.IMPORTED_JSON,
+                          json.dumps(description, indent=2))
   return description
 
 

@@ -24,6 +24,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 import resizer.datasets  # noqa: F401  (registers our builders)
+from resizer import paths
 from resizer.datasets import iqa_demo
 
 Batch = dict[str, np.ndarray]
@@ -43,7 +44,7 @@ class DatasetInfo:
 def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder of `cfg.dataset`, or a message saying how to
   prepare it. With `cfg.prepare` it is generated on first use."""
-  data_dir = os.path.expanduser(cfg.data_dir) if cfg.data_dir else None
+  data_dir = os.fspath(paths.resolve(cfg.data_dir)) if cfg.data_dir else None
   try:
     builder = tfds.builder(cfg.dataset, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
@@ -71,9 +72,9 @@ def _prepare_once(builder, cfg) -> None:
   if jax.process_index() == 0 and not builder.is_prepared():
     manual_dir = cfg.get('manual_dir')
     if manual_dir:
-      manual_dir = os.path.expanduser(manual_dir)
-      if (cfg.get('make_manual_dir') == 'iqa_demo' and not os.path.exists(
-          os.path.join(manual_dir, 'AVA.txt'))):
+      manual_dir = paths.resolve(manual_dir)
+      if (cfg.get('make_manual_dir') == 'iqa_demo'
+          and not (manual_dir / 'AVA.txt').exists()):
         logging.info('Writing the offline IQA demo images to %s.', manual_dir)
         iqa_demo.write_ava_dir(manual_dir)
     builder.download_and_prepare(

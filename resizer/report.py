@@ -11,12 +11,13 @@ reported; the exit status is then 1.
 
 import collections
 import json
-import os
 import sys
 from typing import Any
 
 import numpy as np
 from absl import app, flags
+
+from resizer import paths
 
 # What makes two runs the same setting (everything but the seed).
 SETTING_KEYS = ('dataset', 'model', 'resizer', 'interpolation', 'antialias',
@@ -31,10 +32,9 @@ class ResultsError(ValueError):
 
 def load_results(run_dir: str) -> dict[str, Any]:
   """The results.json of `run_dir`, checked for the fields the table needs."""
-  path = os.path.join(run_dir, 'results.json')
+  path = paths.resolve(run_dir) / 'results.json'
   try:
-    with open(path) as f:
-      results = json.load(f)
+    results = json.loads(path.read_text())
   except FileNotFoundError:
     raise ResultsError(f'{path}: missing (is the run finished?)') from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -122,8 +122,7 @@ def main(argv):
   if text:
     print(text)
     if _OUT.value:
-      with open(_OUT.value, 'w') as f:
-        f.write(text + '\n')
+      paths.write_text_atomic(_OUT.value, text + '\n')
   sys.exit(1 if errors or not text else 0)
 
 

@@ -15,7 +15,6 @@ mesh axis name (or kept per device with `config.bn_cross_device=False`).
 
 import functools
 import json
-import os
 import time
 from typing import Any
 
@@ -31,7 +30,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from resizer import checkpoints, config_checks, image_summaries
-from resizer import input_pipeline, optim, preemption, summary, tasks
+from resizer import input_pipeline, optim, paths, preemption, summary, tasks
 from resizer.models import composite
 
 AXIS = 'data'
@@ -113,17 +112,19 @@ def make_eval_step(model, task: tasks.Task, mesh):
 
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: paths.PathLike) -> dict[str, Any]:
   """Trains (or, with `config.eval_only`, evaluates) and returns the results."""
   start_time = time.time()
   # ------------------------------------------------------------------ config
   # Everything that can be wrong with the config fails here, before any data
   # is read or anything is compiled.
+  workdir = paths.resolve(workdir)  # Local or gs://: never os.path.
   config_checks.validate(config, jax.device_count(), jax.process_count(),
                          resuming=checkpoints.has_checkpoint(workdir))
   task = tasks.get_task(config)
-  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
 
   # -------------------------------------------------------------------- mesh
   mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
@@ -142,8 +143,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
                                                      local_eval_batch)
   if jax.process_index() == 0:  # Checked: for resizer.visualize and the record.
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    paths.write_text_atomic(workdir / 'config.json',
+                            config.to_json_best_effort(indent=2))
 
   # ------------------------------------------------------------------- model
   bn_axis = AXIS if config.bn_cross_device else None
@@ -165,7 +166,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     logging.info('Resumed from %s at step %d.', mgr.directory,
                  int(state['step']))
   elif config.init_from.workdir:
-    source = checkpoints.load_for_warm_start(config.init_from.workdir)
+    source = checkpoints.load(config.init_from.workdir,
+                              sharding=NamedSharding(mesh, P()))
     state = checkpoints.warm_start(state, source, config.init_from.parts)
     logging.info('Warm-started %s from %s.', config.init_from.parts,
                  config.init_from.workdir)
@@ -196,7 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   # ---------------------------------------------------------------- logging
   writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0)
+      str(workdir), just_logging=jax.process_index() > 0)
   if start_step == 0 and not config.eval_only:
     writer.write_hparams(flat_hparams(config))
   model_info = summary.model_summary(config)
@@ -230,7 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                                            writer=writer)]
   if config.profile_steps and jax.process_index() == 0:
     hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
-                                          logdir=workdir))
+                                          logdir=str(workdir)))
   pending = []  # Per-step metrics still on device: no host sync every step.
   last_log_time, last_log_step = time.time(), start_step
   eval_metrics = {}
@@ -317,7 +319,7 @@ def flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
           for k, v in flat.items()}
 
 
-def write_results(workdir: str, config: ml_collections.ConfigDict,
+def write_results(workdir: paths.PathLike, config: ml_collections.ConfigDict,
                   model_info: dict[str, Any], eval_metrics: dict[str, float],
                   steps: int, wall_time: float, main_metric: str
                   ) -> dict[str, Any]:
@@ -330,8 +332,6 @@ def write_results(workdir: str, config: ml_collections.ConfigDict,
       dtype=config.model.dtype, num_devices=jax.device_count(),
       wall_time_sec=round(wall_time, 1))
   if jax.process_index() == 0:
-    path = os.path.join(workdir, 'results.json')
-    with open(path + '.tmp', 'w') as f:
-      json.dump(results, f, indent=2)
-    os.replace(path + '.tmp', path)
+    paths.write_text_atomic(paths.resolve(workdir) / 'results.json',
+                            json.dumps(results, indent=2))
   return results

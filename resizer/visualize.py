@@ -10,8 +10,7 @@ shown; with it, an image file or every image in a directory, center-cropped
 and resized to the run's input size as evaluation does.
 """
 
-import glob
-import os
+import io
 
 import matplotlib
 import numpy as np
@@ -21,7 +20,7 @@ from absl import app, flags
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from resizer import checkpoints, image_summaries, input_pipeline  # noqa: E402
+from resizer import checkpoints, image_summaries, input_pipeline, paths  # noqa: E402
 from resizer.models import composite  # noqa: E402
 
 IMAGE_PATTERNS = ('*.jpg', '*.jpeg', '*.png', '*.bmp', '*.gif', '*.JPG',
@@ -37,15 +36,16 @@ def load_run(workdir: str):
 
 
 def image_files(path: str) -> list[str]:
-  if os.path.isdir(path):
-    files = sorted(f for p in IMAGE_PATTERNS
-                   for f in glob.glob(os.path.join(path, p)))
+  """The image file `path` (local or gs://), or the images in it."""
+  root = paths.resolve(path)
+  if root.is_dir():
+    files = sorted(str(f) for p in IMAGE_PATTERNS for f in root.glob(p))
     if not files:
       raise FileNotFoundError(f'--images={path}: no image files in it.')
     return files
-  if not os.path.exists(path):
+  if not root.exists():
     raise FileNotFoundError(f'--images={path}: no such file or directory.')
-  return [path]
+  return [str(root)]
 
 
 def load_images(config, paths: list[str]) -> np.ndarray:
@@ -69,7 +69,8 @@ def dataset_images(config, num: int) -> np.ndarray:
 
 
 def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
-  """Saves one row per image and one column per panel."""
+  """Saves one row per image and one column per panel as a PNG at `out`
+  (local or gs://)."""
   n = len(panels['input'])
   fig, axes = plt.subplots(n, len(COLUMNS), figsize=(3 * len(COLUMNS), 3 * n),
                            squeeze=False)
@@ -82,8 +83,10 @@ def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
         ax.set_title(label, fontsize=10)
   fig.suptitle(title, fontsize=11)
   fig.tight_layout()
-  fig.savefig(out, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=100)
   plt.close(fig)
+  paths.resolve(out).write_bytes(png.getvalue())
 
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory.')

@@ -35,7 +35,7 @@ def images(seed=0):
 
 def our_logits(out_dir, name, convention, x):
   """Logits of our composite model (no resizing) warm-started from `out_dir`."""
-  state = checkpoints.load_for_warm_start(str(out_dir))
+  state = checkpoints.load(str(out_dir))
   model = composite.build_model(dict(
       model=dict(name=name, num_classes=NUM_CLASSES, dtype='float32',
                  convention=convention),

@@ -53,7 +53,7 @@ def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
   assert c.init_from.parts == 'backbone'
   assert c.model.convention == 'torchvision'
   run(c, tmp_path / 'run')
-  source = flat(checkpoints.load_for_warm_start(str(imported))['params'])
+  source = flat(checkpoints.load(str(imported))['params'])
   trained = flat(final_params(tmp_path / 'run')['params'])
   backbone = [k for k in source if k.startswith("['backbone']")]
   assert len(backbone) > 10
@@ -99,7 +99,7 @@ def test_resizer_transfers_to_another_backbone(tmp_path):
   """A resizer trained with one backbone, fine-tuned with another: only the
   resizer's parameters and statistics come from the source run."""
   run(tiny_config(), tmp_path / 'resnet')
-  source = checkpoints.load_for_warm_start(str(tmp_path / 'resnet'))
+  source = checkpoints.load(str(tmp_path / 'resnet'))
   target_config = tiny_config(**{'model.name': 'densenet_tiny'})
   target_config.init_from.update(workdir=str(tmp_path / 'resnet'),
                                  parts='resizer')

@@ -31,10 +31,11 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
+
+from resizer import paths
 
 NUM_BINS = 10
 NUM_COLUMNS = 15
@@ -82,13 +83,14 @@ def _image_id_or_none(line: str) -> int | None:
     return None
 
 
-def check_image(path: str) -> tuple[bytes | None, str | None, str | None]:
+def check_image(path: paths.PathLike
+                ) -> tuple[bytes | None, str | None, str | None]:
   """(bytes to store, problem, note): problem set when the image is unusable;
   note set when it was re-encoded."""
-  if not os.path.exists(path):
+  path = paths.resolve(path)
+  if not path.exists():
     return None, 'missing image', None
-  with open(path, 'rb') as f:
-    data = f.read()
+  data = path.read_bytes()
   if not data:
     return None, 'empty file', None
   try:
@@ -137,13 +139,13 @@ class Ava(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     try:
-      manual = str(dl_manager.manual_dir)
+      manual = paths.resolve(dl_manager.manual_dir)
     except AssertionError:  # TFDS's own check: missing or empty.
       raise AvaFormatError(
           f'AVA manual directory {dl_manager._manual_dir} does not exist or is '
           f'empty. Expected there:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}') from None
-    ava_txt = os.path.join(manual, 'AVA.txt')
-    if not os.path.isfile(ava_txt):
+    ava_txt = manual / 'AVA.txt'
+    if not ava_txt.is_file():
       raise AvaFormatError(f'{ava_txt} is missing. Expected in {manual}: '
                            f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     rows, skipped, reencoded = self._scan(manual, ava_txt)
@@ -158,7 +160,7 @@ class Ava(tfds.core.GeneratorBasedBuilder):
   def _scan(self, manual: str, ava_txt: str):
     """Parses every row and checks every image, in parallel."""
     rows, skipped, seen = [], [], set()
-    with open(ava_txt) as f:
+    with ava_txt.open() as f:
       for line_no, line in enumerate(f, 1):
         if not line.strip():
           continue
@@ -172,12 +174,11 @@ class Ava(tfds.core.GeneratorBasedBuilder):
         else:
           seen.add(fields['image_id'])
           rows.append((line_no, fields))
-    paths = [os.path.join(manual, 'images', f"{r['image_id']}.jpg")
-             for _, r in rows]
+    files = [manual / 'images' / f"{r['image_id']}.jpg" for _, r in rows]
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-      checks = list(pool.map(check_image, paths))
+      checks = list(pool.map(check_image, files))
     good, reencoded = [], []
-    for (line_no, fields), path, (data, problem, note) in zip(rows, paths,
+    for (line_no, fields), path, (data, problem, note) in zip(rows, files,
                                                               checks):
       if problem:
         skipped.append(dict(line=line_no, image_id=fields['image_id'],
@@ -200,12 +201,12 @@ class Ava(tfds.core.GeneratorBasedBuilder):
     by_id = {r['image_id']: r for r in rows}
     splits, listed = {}, set()
     for split in ('train', 'test'):
-      path = os.path.join(manual, f'{split}_ids.txt')
-      if not os.path.isfile(path):
+      path = manual / f'{split}_ids.txt'
+      if not path.is_file():
         raise AvaFormatError(
             f"{path} is missing: the 'official' config needs train_ids.txt and "
             "test_ids.txt (one image id a line); use 'ava/random_split' without them.")
-      with open(path) as f:
+      with path.open() as f:
         ids = [int(os.path.splitext(l.strip())[0]) for l in f if l.strip()]
       listed.update(ids)
       splits[split] = [by_id[i] for i in ids if i in by_id]
@@ -218,15 +219,15 @@ class Ava(tfds.core.GeneratorBasedBuilder):
   def _write_report(self, ava_txt, rows, skipped, reencoded, splits, unlisted):
     reasons = collections.Counter(s['reason'].split(':')[0] for s in skipped)
     report = dict(
-        source=ava_txt, config=self.builder_config.name,
+        source=str(ava_txt), config=self.builder_config.name,
         prepared={k: len(v) for k, v in splits.items()},
         usable_rows=len(rows), skipped_count=len(skipped),
         skipped_by_reason=dict(reasons), skipped=skipped,
         reencoded_count=len(reencoded), reencoded=reencoded,
         usable_but_in_no_list=unlisted)
-    tf.io.gfile.makedirs(self.data_dir)
-    with tf.io.gfile.GFile(os.path.join(self.data_dir, REPORT_NAME), 'w') as f:
-      json.dump(report, f, indent=2)
+    data_dir = paths.resolve(self.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / REPORT_NAME).write_text(json.dumps(report, indent=2))
     summary = ', '.join(f'{n} {r}' for r, n in reasons.most_common()) or 'none'
     message = (f'AVA: prepared {report["prepared"]} from {len(rows)} usable '
                f'rows; skipped {len(skipped)} ({summary}); re-encoded '

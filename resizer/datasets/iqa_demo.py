@@ -23,7 +23,6 @@ score up to that noise. Every image is a pure function of (seed, index).
 """
 
 import io
-import os
 
 import numpy as np
 import scipy.ndimage
@@ -32,6 +31,8 @@ import skimage.transform
 import sklearn.datasets
 from absl import app, flags
 from PIL import Image
+
+from resizer import paths
 
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field',
           'immunohistochemistry', 'retina')
@@ -80,9 +81,11 @@ def rating_counts(levels: dict[str, float], photo_bias: float,
   return np.bincount(votes - 1, minlength=10)
 
 
-def write_ava_dir(out: str, num_images: int = 800, seed: int = 0) -> None:
+def write_ava_dir(out: paths.PathLike, num_images: int = 800, seed: int = 0
+                  ) -> None:
   """Writes `num_images` degraded photos and their AVA.txt into `out`."""
-  os.makedirs(os.path.join(out, 'images'), exist_ok=True)
+  out = paths.resolve(out)
+  (out / 'images').mkdir(parents=True, exist_ok=True)
   sources = photos()
   biases = np.random.default_rng(seed).uniform(-0.5, 0.5, len(sources))
   lines = []
@@ -97,13 +100,11 @@ def write_ava_dir(out: str, num_images: int = 800, seed: int = 0) -> None:
     levels = {name: float(rng.uniform()) for name in WEIGHTS}
     data = degrade(src[top:top + h, left:left + w], levels, rng)
     image_id = 100_000 + index
-    with open(os.path.join(out, 'images', f'{image_id}.jpg'), 'wb') as f:
-      f.write(data)
+    (out / 'images' / f'{image_id}.jpg').write_bytes(data)
     counts = rating_counts(levels, biases[k], rng)
     lines.append(' '.join(map(str, [index + 1, image_id, *counts, 0, 0, k + 1])))
   # Written last: a directory with AVA.txt is a complete one.
-  with open(os.path.join(out, 'AVA.txt'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  (out / 'AVA.txt').write_text('\n'.join(lines) + '\n')
 
 
 def main(argv):
