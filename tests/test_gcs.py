@@ -22,6 +22,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
+from tests.helpers import tiny_demo_args
 
 pytest.importorskip('gcp_storage_emulator')
 if not shutil.which('openssl'):
@@ -94,14 +95,9 @@ def cli(cwd, *args, check=True):
 
 
 def train_command(workdir, data_dir, steps):
-  return [sys.executable, '-m', 'resizer.main',
-          f'--config={ROOT}/configs/demo.py',
-          f'--workdir={workdir}', '--config.input.dataset=fine_gratings/tiny',
-          f'--config.input.data_dir={data_dir}',
-          '--config.input.batch_size=16', '--config.input.eval_batch_size=16',
-          '--config.model.name=resnet_tiny', f'--config.total_steps={steps}',
-          '--config.checkpoint_every_steps=2', f'--config.eval_every_steps={steps}',
-          '--config.log_every_steps=2', '--config.image_summary_every_steps=0']
+  return [sys.executable, '-m', *tiny_demo_args(
+      workdir, data_dir, steps, '--config.checkpoint_every_steps=2',
+      f'--config.eval_every_steps={steps}', '--config.log_every_steps=2')]
 
 
 def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path):

@@ -14,18 +14,15 @@ import pytest
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
+from tests.helpers import tiny_demo_args
 
 TOTAL_STEPS = 60
 
 
 def command(workdir, data_dir, steps=TOTAL_STEPS):
-  return [sys.executable, '-m', 'resizer.main', '--config=configs/demo.py',
-          f'--workdir={workdir}', '--config.input.dataset=fine_gratings/tiny',
-          f'--config.input.data_dir={data_dir}',
-          '--config.input.batch_size=16', '--config.input.eval_batch_size=16',
-          '--config.model.name=resnet_tiny', f'--config.total_steps={steps}',
-          '--config.checkpoint_every_steps=1000', '--config.eval_every_steps=1000',
-          '--config.image_summary_every_steps=0', '--config.log_every_steps=5']
+  return [sys.executable, '-m', *tiny_demo_args(
+      workdir, data_dir, steps, '--config.checkpoint_every_steps=1000',
+      '--config.eval_every_steps=1000', '--config.log_every_steps=5')]
 
 
 def checkpoint(workdir):
