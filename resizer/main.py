@@ -5,7 +5,9 @@ r"""Trains a resizer → backbone model.
       --workdir=gs://bucket/runs/densenet_bicubic --config.input.batch_size=512
 
 Rerunning the same command with the same workdir resumes from its latest
-checkpoint; on SIGTERM (a preemption) it checkpoints and exits with 143.
+checkpoint (a config that would train differently is refused unless
+--allow_config_change); on SIGTERM (a preemption) it checkpoints and exits
+with 143. A workdir is leased to one run at a time (workdir/lease.json).
 
 Several processes (TPU pods, multi-node GPU): `jax.distributed.initialize()`
 runs when --jax_distributed=true, or with 'auto' (the default) on a
@@ -35,6 +37,10 @@ _COORDINATOR = flags.DEFINE_string(
     'Cloud TPU, where it is discovered).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, "This process's index.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False, 'Resume even if the config would train '
+    'differently from the one recorded in the workdir (the change is recorded '
+    'in config_changes.json).')
 
 
 def wants_distributed(setting: str, coordinator: str | None,
@@ -67,7 +73,7 @@ def main(argv):
   # TensorFlow only feeds data: keep it off the accelerators JAX uses.
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
-  from resizer import preemption, train  # After TF is confined.
+  from resizer import lease, preemption, run_record, train  # After TF.
 
   config = _CONFIG.value
   if not config.get('name'):
@@ -75,11 +81,14 @@ def main(argv):
       config.name = flags.FLAGS['config'].config_filename
   logging.info('Config %s:\n%s', config.name, config)
   try:
-    train.train_and_evaluate(config, _WORKDIR.value)
+    train.train_and_evaluate(config, _WORKDIR.value,
+                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except preemption.Preempted as e:
     logging.warning('%s', e)
     print(e, file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
+  except (lease.WorkdirInUse, run_record.ConfigChangedError) as e:
+    sys.exit(f'error: {e}')  # The message says it all: no traceback.
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@ mesh axis name (or kept per device with `config.bn_cross_device=False`).
 """
 
 import functools
-import json
 import time
 from typing import Any
 
@@ -30,7 +29,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from resizer import checkpoints, config_checks, image_summaries
-from resizer import input_pipeline, optim, paths, preemption, summary, tasks
+from resizer import input_pipeline, lease, optim, paths, preemption
+from resizer import run_record, summary, tasks
 from resizer.models import composite
 
 AXIS = 'data'
@@ -113,18 +113,47 @@ def make_eval_step(model, task: tasks.Task, mesh):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: paths.PathLike) -> dict[str, Any]:
-  """Trains (or, with `config.eval_only`, evaluates) and returns the results."""
-  start_time = time.time()
-  # ------------------------------------------------------------------ config
+                       workdir: paths.PathLike,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains (or, with `config.eval_only`, evaluates) and returns the results.
+
+  The workdir is leased to this run (process 0 holds it for the job) from
+  before anything is written until the end; a resume whose config would
+  train differently from the recorded one is refused unless
+  `allow_config_change`."""
   # Everything that can be wrong with the config fails here, before any data
   # is read or anything is compiled.
   workdir = paths.resolve(workdir)  # Local or gs://: never os.path.
   config_checks.validate(config, jax.device_count(), jax.process_count(),
                          resuming=checkpoints.has_checkpoint(workdir))
-  task = tasks.get_task(config)
+  owner = lease.Lease(workdir)
+  refused = None
   if jax.process_index() == 0:
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+      owner.acquire()
+    except lease.WorkdirInUse as e:
+      refused = e
+  if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(
+      np.int32(refused is None)) and refused is None:
+    refused = lease.WorkdirInUse(f'process 0 could not lease {workdir}.')
+  if refused:
+    raise refused
+  try:
+    return _run(config, workdir, owner, allow_config_change)
+  finally:
+    owner.release()
+
+
+def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
+         allow_config_change: bool) -> dict[str, Any]:
+  """The run itself, with the workdir leased."""
+  start_time = time.time()
+  # ------------------------------------------------------------------ config
+  task = tasks.get_task(config)
+  config_changes = []
+  if not config.eval_only:  # An evaluation trains nothing: any config goes.
+    config_changes = run_record.check_resume(workdir, config,
+                                             allow_config_change)
 
   # -------------------------------------------------------------------- mesh
   mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
@@ -142,9 +171,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
                                                      local_eval_batch)
-  if jax.process_index() == 0:  # Checked: for resizer.visualize and the record.
-    paths.write_text_atomic(workdir / 'config.json',
-                            config.to_json_best_effort(indent=2))
 
   # ------------------------------------------------------------------- model
   bn_axis = AXIS if config.bn_cross_device else None
@@ -175,6 +201,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise FileNotFoundError(f'config.eval_only is set but {workdir} has no '
                             'checkpoint to evaluate.')
   start_step = int(state['step'])
+  if (start_step >= total_steps and not config.eval_only and not config_changes
+      and (workdir / 'results.json').exists()):
+    mgr.close()
+    logging.info('%s finished at step %d already: nothing to do.', workdir,
+                 start_step)
+    return run_record.read_results(workdir)
+  is_writer = jax.process_index() == 0
+  if is_writer and not config.eval_only:
+    # Checked (above) and restorable: the record for resizer.visualize,
+    # export and the next resume.
+    run_record.write_config(workdir, config, config_changes, start_step)
+  segments = run_record.Segments(workdir, start_step, jax.device_count(),
+                                 jax.process_count(), write=is_writer)
 
   # ------------------------------------------------------ train & eval steps
   p_train_step = make_train_step(model, tx, task, lr_schedule, mesh)
@@ -220,8 +259,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     writer.write_scalars(start_step, {f'eval/{k}': v
                                       for k, v in eval_metrics.items()})
     writer.flush()
-    return write_results(workdir, config, model_info, eval_metrics, start_step,
-                         time.time() - start_time, task.main_metric)
+    # Appended to the run's record; training's own result stays.
+    evaluation = dict(step=start_step, eval=eval_metrics,
+                      num_devices=jax.device_count(), time=time.time(),
+                      wall_time_sec=round(time.time() - start_time, 1))
+    results = run_record.read_results(workdir) or results_record(
+        config, model_info, {}, start_step, [], task.main_metric)
+    results.setdefault('evaluations', []).append(evaluation)
+    if is_writer:
+      run_record.write_results(workdir, results)
+    return {**results, 'eval': eval_metrics}
 
   # ------------------------------------------------------------------- loop
   train_iter = input_pipeline.train_batches(
@@ -248,6 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       pending.append(step_metrics)
       for hook in hooks:
         hook(step)
+      owner.heartbeat()
       is_last = step == total_steps
       should_save = is_last or step % config.checkpoint_every_steps == 0
       if is_last or step % config.log_every_steps == 0 or should_save:
@@ -273,10 +321,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         logging.info('Eval at step %d: %s', step, eval_metrics)
       if should_save:
         checkpoints.save(mgr, state)
+        segments.update(step)
       if not is_last and watcher.should_stop(step):
         check_finite(pending, step, mgr.latest_step())
         checkpoints.save(mgr, state)
         mgr.wait_until_finished()
+        segments.update(step)
         raise preemption.Preempted(
             f'Preempted (SIGTERM) after step {step}: checkpoint saved in '
             f'{mgr.directory}. Rerun the same command to resume.')
@@ -287,9 +337,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer.flush()
   if not eval_metrics:  # Nothing left to train: evaluate the restored state.
     eval_metrics = evaluate(state)
-  return write_results(workdir, config, model_info, eval_metrics,
-                       int(state['step']), time.time() - start_time,
-                       task.main_metric)
+  segments.update(int(state['step']))
+  results = results_record(config, model_info, eval_metrics,
+                           int(state['step']), segments.all(),
+                           task.main_metric)
+  if is_writer:
+    run_record.write_results(workdir, results)
+  return results
 
 
 # ----------------------------------------------------------------- helpers
@@ -319,19 +373,17 @@ def flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
           for k, v in flat.items()}
 
 
-def write_results(workdir: paths.PathLike, config: ml_collections.ConfigDict,
-                  model_info: dict[str, Any], eval_metrics: dict[str, float],
-                  steps: int, wall_time: float, main_metric: str
-                  ) -> dict[str, Any]:
-  """Writes (on process 0) and returns the run's `results.json`."""
-  results = dict(
+def results_record(config: ml_collections.ConfigDict,
+                   model_info: dict[str, Any], eval_metrics: dict[str, float],
+                   steps: int, segments: list[dict[str, Any]],
+                   main_metric: str) -> dict[str, Any]:
+  """What `results.json` holds: the setting, the final evaluation, and the
+  training segments with their total wall time."""
+  return dict(
       config=config.get('name', ''), seed=config.seed,
       dataset=config.input.dataset, task=config.task,
       main_metric=main_metric, **model_info,
       eval=eval_metrics, steps=steps, global_batch_size=config.input.batch_size,
       dtype=config.model.dtype, num_devices=jax.device_count(),
-      wall_time_sec=round(wall_time, 1))
-  if jax.process_index() == 0:
-    paths.write_text_atomic(paths.resolve(workdir) / 'results.json',
-                            json.dumps(results, indent=2))
-  return results
+      wall_time_sec=round(sum(s['wall_time_sec'] for s in segments), 1),
+      segments=segments)

@@ -134,6 +134,9 @@ def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path):
       l for l in resumed.stderr.splitlines() if 'Resumed' in l or 'Training from' in l]
   results = json.loads((run / 'results.json').read_text())
   assert results['steps'] == 6 and results['eval']['num_examples'] == 32
+  # The killed launch counts up to its last checkpoint, in the bucket.
+  assert [s['end_step'] for s in results['segments']][-1] == 6
+  assert len(results['segments']) == 2
   assert json.loads((run / 'config.json').read_text())['total_steps'] == 6
   assert list(run.glob('events.out.tfevents.*'))
   assert '6' in [p.name for p in (run / 'checkpoints').iterdir()]

@@ -1,6 +1,7 @@
 """SIGTERM (a TPU preemption) mid-run: checkpoint at the current step, exit
 143, and a resumed run ends exactly where an uninterrupted one does."""
 
+import json
 import os
 import signal
 import subprocess
@@ -64,6 +65,12 @@ def test_sigterm_saves_the_current_step_and_resume_matches(tmp_path):
   finally:  # A failure or skip above must not leave it running.
     if straight_run.poll() is None:
       straight_run.kill()
+  # Both launches count in the record: the stopped one up to its checkpoint.
+  record = json.loads((stopped / 'results.json').read_text())
+  assert [(s['start_step'], s['end_step']) for s in record['segments']] == [
+      (0, step), (step, TOTAL_STEPS)]
+  assert record['wall_time_sec'] == pytest.approx(
+      sum(s['wall_time_sec'] for s in record['segments']), abs=0.11)
   (a_step, a), (b_step, b) = checkpoint(straight), checkpoint(stopped)
   assert a_step == b_step == TOTAL_STEPS
   for key in ('params', 'batch_stats', 'opt_state'):

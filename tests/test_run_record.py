@@ -1,0 +1,165 @@
+"""What a workdir records and guards: one live owner at a time, a resume
+that would train differently refused before anything is written, and a
+results.json whose totals add up over launches and evaluations."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow_datasets as tfds
+
+import resizer.datasets  # noqa: F401  (registers fine_gratings)
+from resizer import lease, run_record
+from tests.helpers import tiny_demo_args
+from tests.test_train import run, tiny_config
+
+
+def write_lease(workdir, **fields):
+  os.makedirs(workdir, exist_ok=True)
+  owner = dict(host=socket.gethostname(), pid=os.getpid(),
+               started=time.time(), heartbeat=time.time())
+  owner.update(fields)
+  (workdir / lease.LEASE_FILE).write_text(json.dumps(owner))
+
+
+def snapshot(workdir):
+  """Every file under `workdir` with its bytes."""
+  return {os.path.relpath(os.path.join(d, f), workdir):
+          open(os.path.join(d, f), 'rb').read()
+          for d, _, files in os.walk(workdir) for f in files}
+
+
+# ------------------------------------------------------------------- lease
+
+def test_a_live_owner_is_named_and_nothing_is_written(tmp_path):
+  sleeper = subprocess.Popen(['sleep', '60'])
+  try:
+    write_lease(tmp_path, pid=sleeper.pid)
+    with pytest.raises(lease.WorkdirInUse,
+                       match=rf'in use by pid {sleeper.pid} on host '):
+      run(tiny_config(), tmp_path)
+  finally:
+    sleeper.kill()
+  assert sorted(os.listdir(tmp_path)) == [lease.LEASE_FILE]
+
+
+@pytest.mark.parametrize('fields, reason', [
+    (dict(pid=2 ** 22 + 12345), 'is no longer running on this host'),
+    (dict(host='elsewhere', heartbeat=time.time() - 3600), 'heartbeat is'),
+])
+def test_a_stale_lease_is_taken_over_with_a_warning(tmp_path, fields, reason,
+                                                    caplog):
+  write_lease(tmp_path, **fields)
+  owner = lease.Lease(tmp_path)
+  owner.acquire()
+  assert reason in caplog.text
+  held = json.loads((tmp_path / lease.LEASE_FILE).read_text())
+  assert held['pid'] == os.getpid()
+  owner.release()
+  assert not (tmp_path / lease.LEASE_FILE).exists()
+
+
+def test_a_live_lease_on_another_host_is_respected(tmp_path):
+  write_lease(tmp_path, host='elsewhere', pid=1)
+  with pytest.raises(lease.WorkdirInUse, match='on host elsewhere'):
+    lease.Lease(tmp_path).acquire()
+
+
+# ------------------------------------------------------------ resume checks
+
+def test_a_resume_that_would_train_differently_is_refused_untouched(tmp_path):
+  run(tiny_config(total_steps=2, eval_every_steps=2), tmp_path)
+  before = snapshot(tmp_path)
+  changed = tiny_config(**{'total_steps': 2, 'eval_every_steps': 2,
+                           'model.name': 'densenet_tiny',
+                           'optim.learning_rate': 0.5})
+  with pytest.raises(run_record.ConfigChangedError) as error:
+    run(changed, tmp_path)
+  message = str(error.value)
+  assert "config.model.name: 'resnet_tiny' (recorded) → 'densenet_tiny'" in message
+  assert 'config.optim.learning_rate: 0.01 (recorded) → 0.5 (now)' in message
+  assert snapshot(tmp_path) == before  # Not a byte written.
+  assert not (tmp_path / lease.LEASE_FILE).exists()  # And the lease is free.
+
+
+def test_an_allowed_change_is_recorded_not_overwritten(tmp_path):
+  run(tiny_config(total_steps=2, eval_every_steps=2), tmp_path)
+  longer = tiny_config(total_steps=4, eval_every_steps=4,
+                       **{'optim.learning_rate': 0.02})
+  results = run(longer, tmp_path, allow_config_change=True)
+  assert results['steps'] == 4
+  [entry] = json.loads((tmp_path / 'config_changes.json').read_text())
+  assert entry['step'] == 2
+  assert {c['key']: (c['recorded'], c['new']) for c in entry['changes']} == {
+      'optim.learning_rate': (0.01, 0.02), 'total_steps': (2, 4)}
+  assert json.loads((tmp_path / 'config.json').read_text())['total_steps'] == 4
+
+
+def test_reporting_keys_may_change_on_resume(tmp_path):
+  run(tiny_config(total_steps=2, eval_every_steps=2), tmp_path)
+  results = run(tiny_config(**{'total_steps': 2, 'eval_every_steps': 1,
+                               'log_every_steps': 1, 'keep_checkpoints': 5}),
+                tmp_path)
+  assert results['steps'] == 2
+
+
+# --------------------------------------------------------------- the record
+
+def test_eval_only_and_a_finished_rerun_keep_the_training_record(tmp_path):
+  trained = run(tiny_config(), tmp_path)
+  record = json.loads((tmp_path / 'results.json').read_text())
+  assert [s['start_step'] for s in record['segments']] == [0]
+  assert record['segments'][0]['end_step'] == 4
+  assert record['wall_time_sec'] == record['segments'][0]['wall_time_sec'] > 0
+
+  evaluated = run(tiny_config(eval_only=True), tmp_path)
+  assert evaluated['eval']['loss'] == pytest.approx(trained['eval']['loss'],
+                                                    rel=1e-6)
+  after = json.loads((tmp_path / 'results.json').read_text())
+  assert after['eval'] == record['eval']  # Training's result stays.
+  assert after['wall_time_sec'] == record['wall_time_sec']
+  [evaluation] = after['evaluations']
+  assert evaluation['step'] == 4 and evaluation['eval'] == evaluated['eval']
+  assert json.loads((tmp_path / 'config.json').read_text())['eval_only'] is False
+
+  again = run(tiny_config(), tmp_path)  # Finished: nothing to do.
+  assert again == after
+  assert json.loads((tmp_path / 'results.json').read_text()) == after
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  path = tmp_path_factory.mktemp('tfds')
+  tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
+  return path
+
+
+def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
+  """Two real launches of one command: the second exits naming the first;
+  the first finishes with its own record."""
+  workdir = tmp_path / 'run'
+  args = [sys.executable, '-m', *tiny_demo_args(
+      workdir, data_dir, 300, '--config.checkpoint_every_steps=100',
+      '--config.eval_every_steps=300')]
+  log = open(tmp_path / 'first.log', 'w')
+  first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.time() + 300
+    while not (workdir / 'config.json').exists():
+      assert first.poll() is None, (tmp_path / 'first.log').read_text()[-3000:]
+      assert time.time() < deadline
+      time.sleep(0.2)
+    second = subprocess.run(args, capture_output=True, text=True)
+    assert second.returncode == 1
+    assert f'is in use by pid {first.pid} on host' in second.stderr
+    assert first.wait(timeout=300) == 0
+  finally:
+    if first.poll() is None:
+      first.kill()
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['steps'] == 300 and len(results['segments']) == 1
+  assert not (workdir / lease.LEASE_FILE).exists()
