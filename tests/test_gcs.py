@@ -127,7 +127,9 @@ def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path):
       proc.kill()
   assert (run / 'config.json').exists() and not (run / 'results.json').exists()
 
-  resumed = subprocess.run(train_command(run, data_dir, 6), cwd=cwd, env=env,
+  # Resumed to a shorter end, which changes the run: allowed and recorded.
+  resumed = subprocess.run(train_command(run, data_dir, 6)
+                           + ['--allow_config_change'], cwd=cwd, env=env,
                            text=True, capture_output=True)
   assert resumed.returncode == 0, resumed.stderr[-4000:]
   assert f'Resumed from {run}/checkpoints at step' in resumed.stderr, [
@@ -138,6 +140,8 @@ def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path):
   assert [s['end_step'] for s in results['segments']][-1] == 6
   assert len(results['segments']) == 2
   assert json.loads((run / 'config.json').read_text())['total_steps'] == 6
+  [change] = json.loads((run / 'config_changes.json').read_text())
+  assert change['changes'] == [dict(key='total_steps', recorded=400, new=6)]
   assert list(run.glob('events.out.tfevents.*'))
   assert '6' in [p.name for p in (run / 'checkpoints').iterdir()]
   assert not os.path.exists(cwd / 'gs:') and not os.listdir(cwd)
