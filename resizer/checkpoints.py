@@ -3,14 +3,27 @@
 The state is a plain dict {'step', 'params', 'batch_stats', 'opt_state'};
 the data position is derived from 'step' (see input_pipeline), so resuming
 restores the schedule, the optimiser and the data stream together.
+
+Every saved step carries a fingerprint of its arrays (a 32-bit checksum of
+each array's bits, in the step's Orbax metadata). A resume takes the latest
+step that restores, matches its fingerprint and holds only finite
+parameters; a step that fails is named and moved to
+`workdir/corrupt_checkpoints/`, never deleted.
 """
 
 import json
+import logging as py_logging
+import sys
+import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
 from resizer import paths
 
@@ -30,7 +43,7 @@ def manager(workdir: paths.PathLike, keep: int, async_save: bool = True
   """The run's checkpoint manager in `workdir/checkpoints`; with `async_save`
   training continues while a checkpoint is written."""
   return ocp.CheckpointManager(
-      directory(workdir),
+      directory(workdir), item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=keep, create=True,
           enable_async_checkpointing=async_save))
@@ -52,23 +65,206 @@ def has_checkpoint(workdir: paths.PathLike) -> bool:
   return mgr is not None and mgr.latest_step() is not None
 
 
+@jax.jit
+def _checksums(leaves: list[jax.Array]) -> list[jax.Array]:
+  """Per array: the sum of its 32-bit words times odd weights, mod 2^32, so
+  that changing any one word changes the sum."""
+  sums = []
+  for x in leaves:
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+      x = x.astype(jnp.uint8)
+    words = {1: jnp.uint8, 2: jnp.uint16}.get(x.dtype.itemsize, jnp.uint32)
+    bits = jax.lax.bitcast_convert_type(x, words).astype(jnp.uint32).ravel()
+    weights = 2 * jnp.arange(bits.size, dtype=jnp.uint32) + 1
+    sums.append(jnp.sum(bits * weights, dtype=jnp.uint32))
+  return sums
+
+
+def fingerprint(state: State) -> dict[str, int]:
+  """{array path: checksum} of `state`, computed where its arrays are."""
+  flat = jax.tree_util.tree_flatten_with_path(state)[0]
+  sums = jax.device_get(_checksums([x for _, x in flat]))
+  return {jax.tree_util.keystr(p): int(s) for (p, _), s in zip(flat, sums)}
+
+
 def save(mgr: ocp.CheckpointManager, state: State) -> None:
-  """Saves `state` at its step (asynchronously if the manager is async)."""
+  """Saves `state` at its step (asynchronously if the manager is async),
+  with its fingerprint."""
   step = int(jax.device_get(state['step']))
   if mgr.latest_step() != step:
-    mgr.save(step, args=ocp.args.StandardSave(state))
+    mgr.save(step, args=ocp.args.StandardSave(state),
+             custom_metadata={'fingerprint': fingerprint(state)})
 
 
-def restore_latest(mgr: ocp.CheckpointManager, target: State) -> State | None:
-  """The latest checkpoint laid out like `target` (arrays or shape structs
-  with shardings), or None when there is none. The checkpoint may come from
-  any number of devices or hosts: each array is read into `target`'s
-  sharding."""
-  step = mgr.latest_step()
-  if step is None:
-    return None
+class SaveFailed(RuntimeError):
+  """A checkpoint that was not written; training stops."""
+
+
+class _LastError(py_logging.Handler):
+  """Keeps the last exception that Orbax logged (its background save thread
+  logs a failed write instead of raising it)."""
+
+  def __init__(self):
+    super().__init__(py_logging.ERROR)
+    self.error: BaseException | None = None
+
+  def emit(self, record: py_logging.LogRecord) -> None:
+    if record.exc_info and record.exc_info[1] is not None:
+      self.error = record.exc_info[1]
+
+
+class Saver:
+  """Saves the state at its step and checks, at every later step, that the
+  last save was committed: a failed asynchronous save stops the run at the
+  next step, naming the path and the cause, with the earlier checkpoints
+  intact."""
+
+  def __init__(self, mgr: ocp.CheckpointManager):
+    self.mgr = mgr
+    self._unconfirmed: int | None = None
+    self._closed = False
+    self._errors = _LastError()
+    py_logging.getLogger().addHandler(self._errors)
+
+  def save(self, state: State) -> None:
+    self.check()
+    save(self.mgr, state)
+    self._unconfirmed = int(jax.device_get(state['step']))
+
+  def check(self) -> None:
+    """Raises SaveFailed if the last save finished without its step."""
+    step = self._unconfirmed
+    if step is None or self.mgr.is_saving_in_progress():
+      return
+    self._unconfirmed = None
+    try:
+      self.mgr.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      self._errors.error = e
+    # Orbax lists a step from the moment its save starts: ask the store.
+    self.mgr.reload()
+    if step not in self.mgr.all_steps():
+      cause = self._errors.error
+      cause = (f'{type(cause).__name__}: {str(cause).strip().splitlines()[0]}'
+               if cause else 'see the error logged above')
+      good = [s for s in self.mgr.all_steps() if s < step]
+      raise SaveFailed(
+          f'The checkpoint of step {step} was not written to '
+          f'{self.mgr.directory}/{step} ({cause}); stopping. The last good '
+          f'checkpoint is step {max(good) if good else None}.')
+
+  def close(self) -> None:
+    """Waits for the last save and closes the manager; checks the save
+    unless another error is already on its way (which it must not hide)."""
+    if self._closed:
+      return
+    self._closed = True
+    in_flight = sys.exc_info()[0] is not None
+    try:
+      try:
+        self.mgr.wait_until_finished()
+      except Exception as e:  # pylint: disable=broad-except
+        self._errors.error = e  # A failed save: check() names it.
+      if not in_flight:
+        self.check()
+    finally:
+      py_logging.getLogger().removeHandler(self._errors)
+      try:
+        self.mgr.close()
+      except Exception:  # pylint: disable=broad-except
+        # Orbax raises a failed save once more here; it is reported.
+        logging.warning('Closing %s after a failed save.', self.mgr.directory)
+
+
+class CorruptCheckpoint(ValueError):
+  """A saved step that cannot be restored as it was saved."""
+
+
+class ModelMismatch(ValueError):
+  """A sound checkpoint of another model than the one being built."""
+
+
+def _model_arrays(tree) -> dict[str, tuple[int, ...]]:
+  """{path: shape} of the parameters and BN statistics (nested dicts, whose
+  paths read the same in a target and in Orbax's metadata)."""
+  return {c + jax.tree_util.keystr(p): tuple(x.shape)
+          for c in ('params', 'batch_stats')
+          for p, x in jax.tree_util.tree_flatten_with_path(tree.get(c, {}))[0]}
+
+
+def _check_model(mgr: ocp.CheckpointManager, step: int, target: State
+                 ) -> None:
+  """Raises ModelMismatch if `step` holds another model than `target`."""
+  saved = mgr.item_metadata(step)
+  saved = _model_arrays(dict(getattr(saved, 'tree', saved) or {}))
+  ours = _model_arrays(target)
+  if saved and saved != ours:
+    diff = sorted(set(saved.items()) ^ set(ours.items()))[0][0]
+    raise ModelMismatch(
+        f'{mgr.directory}/{step} holds another model than this config '
+        f'builds (first difference: {diff}: {saved.get(diff, "absent")} saved, '
+        f'{ours.get(diff, "absent")} here). Use the run\'s own config or '
+        'another --workdir.')
+
+
+def _verify(mgr: ocp.CheckpointManager, step: int, state: State) -> None:
+  """Raises CorruptCheckpoint if `state` (restored at `step`) differs from
+  its saved fingerprint or has non-finite parameters. Arrays whose path the
+  saved fingerprint lacks (older checkpoints, imports) are not checked."""
+  saved = (mgr.metadata(step).custom_metadata or {}).get('fingerprint', {})
+  now = fingerprint(state)
+  changed = [k for k, v in now.items() if k in saved and saved[k] != v]
+  if changed:
+    raise CorruptCheckpoint(
+        f'{len(changed)} arrays differ from the fingerprint saved with them, '
+        f'e.g. {changed[0]}')
+  for path, x in jax.tree_util.tree_flatten_with_path(state['params'])[0]:
+    if not np.all(np.isfinite(jax.device_get(x))):
+      raise CorruptCheckpoint(
+          f"params{jax.tree_util.keystr(path)} holds NaN or infinite values")
+
+
+def restore_latest(mgr: ocp.CheckpointManager, target: State,
+                   workdir: paths.PathLike) -> State | None:
+  """The latest good checkpoint laid out like `target` (arrays or shape
+  structs with shardings), or None when there is none. The checkpoint may
+  come from any number of devices or hosts: each array is read into
+  `target`'s sharding. A latest step that fails to restore or to verify is
+  reported, moved to `workdir/corrupt_checkpoints/` and the step before it
+  is tried."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+  while (step := mgr.latest_step()) is not None:
+    try:
+      _check_model(mgr, step, target)
+      state = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+      _verify(mgr, step, state)
+      return state
+    except ModelMismatch:
+      raise  # A sound checkpoint of something else: not ours to move.
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax and TensorStore raise many types for damaged files.
+      _set_aside(mgr, step, workdir, e)
+  return None
+
+
+def _set_aside(mgr: ocp.CheckpointManager, step: int,
+               workdir: paths.PathLike, error: Exception) -> None:
+  """Moves a bad step out of the manager's sight (process 0; the others
+  reach the same verdict from the same bytes and wait for it)."""
+  source = directory(workdir) / str(step)
+  target = (paths.resolve(workdir) / 'corrupt_checkpoints'
+            / f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+  reason = str(error).strip().splitlines()[0][:500] if str(error) else ''
+  logging.error('Checkpoint %s cannot be used (%s: %s); moving it to %s and '
+                'trying the step before it.', source, type(error).__name__,
+                reason, target)
+  if jax.process_index() == 0:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
+  mgr.reload()
 
 
 def load(workdir: paths.PathLike,

@@ -73,7 +73,7 @@ def main(argv):
   # TensorFlow only feeds data: keep it off the accelerators JAX uses.
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
-  from resizer import lease, preemption, run_record, train  # After TF.
+  from resizer import checkpoints, lease, preemption, run_record, train
 
   config = _CONFIG.value
   if not config.get('name'):
@@ -87,7 +87,8 @@ def main(argv):
     logging.warning('%s', e)
     print(e, file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
-  except (lease.WorkdirInUse, run_record.ConfigChangedError) as e:
+  except (lease.WorkdirInUse, run_record.ConfigChangedError,
+          checkpoints.SaveFailed) as e:
     sys.exit(f'error: {e}')  # The message says it all: no traceback.
 
 

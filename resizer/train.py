@@ -186,7 +186,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
   # ------------------------------------------------ checkpoints, warm start
   mgr = checkpoints.manager(workdir, config.keep_checkpoints,
                             config.async_checkpoints)
-  restored = checkpoints.restore_latest(mgr, state)
+  restored = checkpoints.restore_latest(mgr, state, workdir)
   if restored is not None:
     state = restored
     logging.info('Resumed from %s at step %d.', mgr.directory,
@@ -287,6 +287,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
                start_step, total_steps, steps_per_epoch)
 
   watcher = preemption.PreemptionWatcher()
+  saver = checkpoints.Saver(mgr)
   try:
     for step in range(start_step + 1, total_steps + 1):
       batch = to_global(next(train_iter))
@@ -296,6 +297,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
       for hook in hooks:
         hook(step)
       owner.heartbeat()
+      saver.check()  # A failed background save stops the run here.
       is_last = step == total_steps
       should_save = is_last or step % config.checkpoint_every_steps == 0
       if is_last or step % config.log_every_steps == 0 or should_save:
@@ -320,20 +322,19 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
                                     for k, v in eval_metrics.items()})
         logging.info('Eval at step %d: %s', step, eval_metrics)
       if should_save:
-        checkpoints.save(mgr, state)
+        saver.save(state)
         segments.update(step)
       if not is_last and watcher.should_stop(step):
         check_finite(pending, step, mgr.latest_step())
-        checkpoints.save(mgr, state)
-        mgr.wait_until_finished()
+        saver.save(state)
+        saver.close()
         segments.update(step)
         raise preemption.Preempted(
             f'Preempted (SIGTERM) after step {step}: checkpoint saved in '
             f'{mgr.directory}. Rerun the same command to resume.')
   finally:
     watcher.close()
-    mgr.wait_until_finished()
-    mgr.close()
+    saver.close()
   writer.flush()
   if not eval_metrics:  # Nothing left to train: evaluate the restored state.
     eval_metrics = evaluate(state)

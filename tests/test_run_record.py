@@ -4,6 +4,7 @@ results.json whose totals add up over launches and evaluations."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
-from resizer import lease, run_record
+from resizer import checkpoints, lease, run_record
 from tests.helpers import tiny_demo_args
 from tests.test_train import run, tiny_config
 
@@ -163,3 +164,113 @@ def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
   results = json.loads((workdir / 'results.json').read_text())
   assert results['steps'] == 300 and len(results['segments']) == 1
   assert not (workdir / lease.LEASE_FILE).exists()
+
+
+# -------------------------------------------------------------- checkpoints
+
+def largest_data_file(step_dir):
+  files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir) for f in fs
+           if os.sep + 'd' + os.sep in os.path.join(d, f)]
+  return max(files, key=os.path.getsize)
+
+
+def truncate(step_dir):
+  path = largest_data_file(step_dir)
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def drop_metadata(step_dir):
+  os.remove(os.path.join(step_dir, 'default', '_METADATA'))
+
+
+def flip_bytes(step_dir):
+  path = largest_data_file(step_dir)
+  data = bytearray(open(path, 'rb').read())
+  middle = len(data) // 2
+  data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+  open(path, 'wb').write(bytes(data))
+
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+  """A run with checkpoints at steps 2 and 4."""
+  workdir = tmp_path_factory.mktemp('finished')
+  results = run(tiny_config(), workdir)
+  return workdir, results
+
+
+@pytest.mark.parametrize('damage, reason', [
+    (truncate, 'error while reading array'),
+    (drop_metadata, 'pytree structure error'),
+    # Loads without complaint from Orbax: only the fingerprint tells.
+    (flip_bytes, 'differ from the fingerprint saved with them'),
+])
+def test_a_damaged_latest_step_is_named_set_aside_and_the_one_before_used(
+    tmp_path, finished, damage, reason, caplog):
+  source, _ = finished
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  damage(str(workdir / 'checkpoints' / '4'))
+  results = run(tiny_config(eval_only=True), workdir)
+  assert results['evaluations'][-1]['step'] == 2
+  [aside] = os.listdir(workdir / 'corrupt_checkpoints')
+  assert aside.startswith('4-') and sorted(os.listdir(
+      workdir / 'checkpoints')) == ['2']
+  assert f"Checkpoint {workdir / 'checkpoints' / '4'} cannot be used" in caplog.text
+  assert reason in caplog.text
+
+
+def test_another_model_in_the_checkpoints_is_refused_not_set_aside(
+    tmp_path, finished):
+  source, _ = finished
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  other = tiny_config(**{'eval_only': True, 'resizer.num_filters': 8})
+  with pytest.raises(ValueError, match='holds another model'):
+    run(other, workdir)
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+  assert not (workdir / 'corrupt_checkpoints').exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 1.5 MiB tmpfs: room for one checkpoint of the tiny demo run."""
+  path = tmp_path / 'disk'
+  path.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs',
+                     str(path)], capture_output=True).returncode:
+    pytest.skip('cannot mount a tmpfs here')
+  yield path
+  subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+def test_a_full_disk_stops_the_run_at_once_keeping_earlier_checkpoints(
+    small_disk, data_dir):
+  workdir = small_disk / 'run'
+  out = subprocess.run(
+      [sys.executable, '-m', *tiny_demo_args(
+          workdir, data_dir, 40, '--config.checkpoint_every_steps=2',
+          '--config.eval_every_steps=40', '--config.keep_checkpoints=5')],
+      capture_output=True, text=True)
+  assert out.returncode != 0
+  # One line names the step, the path and the cause (Orbax's own tracebacks
+  # and its threads' noise at exit surround it).
+  errors = [l for l in out.stderr.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1, out.stderr[-3000:]
+  last = errors[0]
+  assert last.startswith('error: The checkpoint of step '), last
+  failed = int(last.split()[5])
+  assert f"{workdir / 'checkpoints' / str(failed)} (" in last
+  assert 'No space left on device' in last
+  good = failed - 2
+  assert f'The last good checkpoint is step {good}.' in last
+  # It stopped before the next save (where Orbax itself would raise).
+  assert f'Saving checkpoint at step {failed}' in out.stderr
+  assert f'Saving checkpoint at step {failed + 2}' not in out.stderr
+  # The good steps are intact: the latest restores and matches its fingerprint.
+  assert sorted(int(s) for s in os.listdir(workdir / 'checkpoints')
+                if s.isdigit()) == list(range(2, good + 1, 2))
+  mgr = checkpoints.manager(workdir, keep=5, async_save=False)
+  restored = checkpoints.restore_latest(mgr, checkpoints.load(workdir), workdir)
+  assert int(restored['step']) == good
