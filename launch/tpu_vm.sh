@@ -21,7 +21,11 @@ Options:
   --zone=ZONE               e.g. us-central2-b (required)
   --project=PROJECT         default: gcloud's configured project
   --accelerator=TYPE        create: e.g. v4-32 (default), v5litepod-16
-  --version=RUNTIME         create: TPU software version (default tpu-ubuntu2204-base)
+  --version=RUNTIME         create: TPU software version (default: the one
+                            Cloud TPU names for the generation: v6e
+                            v2-alpha-tpuv6e, v5p v2-alpha-tpuv5, v5e
+                            (v5litepod) v2-alpha-tpuv5-lite, v4 and older
+                            tpu-ubuntu2204-base)
   --queued                  create/delete: use a queued resource
   --spot                    create: spot capacity (preemptible)
   --data-dir=gs://...       run: TFDS_DATA_DIR on the workers
@@ -46,7 +50,7 @@ case "$command" in
   *) die "unknown command '$command'" ;;
 esac
 
-name="" zone="" project="" accelerator="v4-32" version="tpu-ubuntu2204-base"
+name="" zone="" project="" accelerator="v4-32" version=""
 queued=0 spot=0 data_dir="" workdir="" dry_run=0
 run_args=()
 while [ $# -gt 0 ]; do
@@ -84,6 +88,21 @@ if [ "$command" = run ]; then
 fi
 if [ "$command" = tensorboard ]; then
   case "$workdir" in gs://*) ;; *) die "tensorboard needs --workdir=gs://..." ;; esac
+fi
+
+# The TPU software version follows the accelerator's generation.
+runtime_for() {
+  case "$1" in
+    v6e-*) echo v2-alpha-tpuv6e ;;
+    v5p-*) echo v2-alpha-tpuv5 ;;
+    v5litepod-*|v5e-*) echo v2-alpha-tpuv5-lite ;;
+    v2-*|v3-*|v4-*) echo tpu-ubuntu2204-base ;;
+    *) return 1 ;;
+  esac
+}
+if [ "$command" = create ] && [ -z "$version" ]; then
+  version=$(runtime_for "$accelerator") \
+    || die "no default --version for --accelerator=$accelerator; pass --version=RUNTIME"
 fi
 
 # shellcheck source=launch/lib.sh

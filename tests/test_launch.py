@@ -71,6 +71,30 @@ def test_bad_arguments_fail_with_a_message_and_nothing_runs(env, args, message):
   assert result.stdout == ''
 
 
+@pytest.mark.parametrize('accelerator, runtime', [
+    ('v4-32', 'tpu-ubuntu2204-base'), ('v5litepod-16', 'v2-alpha-tpuv5-lite'),
+    ('v5p-8', 'v2-alpha-tpuv5'), ('v6e-8', 'v2-alpha-tpuv6e'),
+])
+@pytest.mark.parametrize('queued', [[], ['--queued']])
+def test_create_takes_the_runtime_of_the_generation(env, accelerator, runtime,
+                                                    queued):
+  result = sh(['launch/tpu_vm.sh', 'create', '--name=a', '--zone=z',
+               f'--accelerator={accelerator}', *queued, '--dry-run'], env)
+  assert result.returncode == 0, result.stderr
+  assert f'--accelerator-type={accelerator}' in result.stdout
+  assert (f'version={runtime} ' in result.stdout
+          or f'--runtime-version={runtime} ' in result.stdout), result.stdout
+
+
+def test_create_with_an_unknown_generation_asks_for_a_version(env):
+  result = sh(['launch/tpu_vm.sh', 'create', '--name=a', '--zone=z',
+               '--accelerator=v9x-8', '--dry-run'], env)
+  assert result.returncode == 2 and 'pass --version=RUNTIME' in result.stderr
+  result = sh(['launch/tpu_vm.sh', 'create', '--name=a', '--zone=z',
+               '--accelerator=v9x-8', '--version=custom-rt', '--dry-run'], env)
+  assert result.returncode == 0 and '--version=custom-rt ' in result.stdout
+
+
 def test_help_and_dry_run_after_the_separator(env):
   for script in ('launch/tpu_vm.sh', 'launch/gpu_node.sh', 'launch/run_tpu.sh'):
     result = sh([script, '--help'], env)
