@@ -16,6 +16,7 @@ process then reads its share of the data; process 0 logs to TensorBoard and
 writes results.json, and all of them write checkpoints together.
 """
 
+import logging as py_logging
 import os
 import sys
 
@@ -37,6 +38,9 @@ _COORDINATOR = flags.DEFINE_string(
     'Cloud TPU, where it is discovered).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, "This process's index.")
+_LIBRARY_LOGS = flags.DEFINE_bool(
+    'library_logs', False, "Show the INFO lines of the libraries (Orbax's "
+    'checkpoint steps, absl); by default only their warnings and errors.')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume even if the config would train '
     'differently from the one recorded in the workdir (the change is recorded '
@@ -65,9 +69,20 @@ def initialize_distributed() -> None:
                jax.local_device_count(), jax.device_count())
 
 
+class _QuietLibraries(py_logging.Filter):
+  """Drops INFO lines logged from inside the libraries (Orbax alone writes
+  several per checkpoint), keeping their warnings and errors and ours."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return (record.levelno >= py_logging.WARNING
+            or f'{os.sep}site-packages{os.sep}' not in record.pathname)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not _LIBRARY_LOGS.value:
+    logging.get_absl_handler().addFilter(_QuietLibraries())
   if wants_distributed(_DISTRIBUTED.value, _COORDINATOR.value, os.environ):
     initialize_distributed()
   # TensorFlow only feeds data: keep it off the accelerators JAX uses.

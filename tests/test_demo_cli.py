@@ -27,13 +27,13 @@ def finished_run(tmp_path_factory):
           '--config.input.batch_size=16', '--config.input.eval_batch_size=16',
           '--config.model.name=resnet_tiny', '--config.total_steps=2',
           '--config.checkpoint_every_steps=2', '--config.eval_every_steps=2',
-          '--config.image_summary_every_steps=2']
-  cli(*args)
-  return workdir, args
+          '--config.image_summary_every_steps=2', '--config.log_every_steps=1']
+  log = cli(*args).stderr
+  return workdir, args, log
 
 
 def test_demo_config_prepares_its_data_trains_and_writes_results(finished_run):
-  workdir, _ = finished_run
+  workdir, _, _ = finished_run
   results = json.loads((workdir / 'results.json').read_text())
   assert results['config'] == 'configs/demo.py'
   assert results['dataset'] == 'fine_gratings/tiny'
@@ -41,22 +41,29 @@ def test_demo_config_prepares_its_data_trains_and_writes_results(finished_run):
   assert os.path.exists(workdir / 'config.json')
 
 
+def test_the_log_shows_progress_and_no_library_chatter(finished_run):
+  _, _, log = finished_run
+  assert 'step 1/2 (50%) · ' in log and ' · ETA 0:00:' in log
+  assert 'orbax' not in log.lower()  # Its INFO lines: --library_logs=true.
+
+
 def test_rerun_with_more_steps_resumes(finished_run):
-  workdir, args = finished_run
-  out = cli(*[a for a in args if 'total_steps' not in a], '--config.total_steps=3')
+  workdir, args, _ = finished_run
+  out = cli(*[a for a in args if 'total_steps' not in a], '--config.total_steps=3',
+            '--allow_config_change')
   assert 'Resumed from' in out.stderr
   assert json.loads((workdir / 'results.json').read_text())['steps'] == 3
 
 
 def test_report_prints_a_markdown_table(finished_run):
-  workdir, _ = finished_run
+  workdir, _, _ = finished_run
   out = cli('resizer.report', str(workdir))
   assert out.stdout.startswith('| dataset |')
   assert '| fine_gratings/tiny | resnet_tiny | learned | 128x128 → 32x32 |' in out.stdout
 
 
 def test_visualize_dataset_examples_and_own_images(finished_run, tmp_path):
-  workdir, _ = finished_run
+  workdir, _, _ = finished_run
   out = tmp_path / 'fig.png'
   cli('resizer.visualize', f'--workdir={workdir}', f'--out={out}', '--num=2')
   assert Image.open(out).size[0] > 400
@@ -70,7 +77,7 @@ def test_visualize_dataset_examples_and_own_images(finished_run, tmp_path):
 
 
 def test_visualize_names_a_bad_image(finished_run, tmp_path):
-  workdir, _ = finished_run
+  workdir, _, _ = finished_run
   bad = tmp_path / 'bad.jpg'
   bad.write_bytes(b'not an image')
   res = cli('resizer.visualize', f'--workdir={workdir}',
