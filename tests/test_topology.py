@@ -61,7 +61,7 @@ def test_resume_on_fewer_devices_continues_the_same_optimisation(
   """4 devices for 3 steps, then 2 devices to step 6, against 6 steps on 2."""
   moved, straight = tmp_path / 'moved', tmp_path / 'straight'
   train(4, moved, data_dir, 3, *SGD)
-  log = train(2, moved, data_dir, 6, *SGD).stderr
+  log = train(2, moved, data_dir, 6, *SGD, '--allow_config_change').stderr
   assert 'Resumed from' in log and 'at step 3' in log
   train(2, straight, data_dir, 6, *SGD)
   a, b = checkpoints.load(moved), checkpoints.load(straight)
@@ -86,8 +86,8 @@ def test_a_run_on_8_devices_is_read_on_1_and_a_run_on_1_resumes_on_8(
   # 8 → 1: evaluation, warm start, export and the figure.
   again = train(1, pod, data_dir, 3, '--config.eval_only=true')
   assert 'Resumed from' in again.stderr
-  evaluated = json.loads((pod / 'results.json').read_text())
-  assert evaluated['num_devices'] == 1 and evaluated['steps'] == 3
+  [evaluated] = json.loads((pod / 'results.json').read_text())['evaluations']
+  assert evaluated['num_devices'] == 1 and evaluated['step'] == 3
   assert evaluated['eval']['loss'] == pytest.approx(trained['eval']['loss'],
                                                     rel=1e-4)
   train(1, stage2, data_dir, 3, f'--config.init_from.workdir={pod}')
@@ -100,6 +100,6 @@ def test_a_run_on_8_devices_is_read_on_1_and_a_run_on_1_resumes_on_8(
   assert (tmp_path / 'figure.png').read_bytes()[:4] == b'\x89PNG'
 
   # 1 → 8: the warm-started run resumes on the pod.
-  log = train(8, stage2, data_dir, 6).stderr
+  log = train(8, stage2, data_dir, 6, '--allow_config_change').stderr
   assert 'Resumed from' in log and 'at step 3' in log
   assert json.loads((stage2 / 'results.json').read_text())['steps'] == 6
