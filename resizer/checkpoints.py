@@ -129,8 +129,26 @@ class Saver:
 
   def save(self, state: State) -> None:
     self.check()
-    save(self.mgr, state)
-    self._unconfirmed = int(jax.device_get(state['step']))
+    step = int(jax.device_get(state['step']))
+    try:
+      save(self.mgr, state)
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax first waits for the previous save, and raises its failure
+      # here when it was still running at the last check.
+      self._errors.error = e
+      self.check()  # The previous step, if that is what failed.
+      raise self._failed(step) from e
+    self._unconfirmed = step
+
+  def _failed(self, step: int) -> SaveFailed:
+    cause = self._errors.error
+    cause = (f'{type(cause).__name__}: {str(cause).strip().splitlines()[0]}'
+             if cause else 'see the error logged above')
+    good = [s for s in self.mgr.all_steps() if s < step]
+    return SaveFailed(
+        f'The checkpoint of step {step} was not written to '
+        f'{self.mgr.directory}/{step} ({cause}); stopping. The last good '
+        f'checkpoint is step {max(good) if good else None}.')
 
   def check(self) -> None:
     """Raises SaveFailed if the last save finished without its step."""
@@ -145,14 +163,7 @@ class Saver:
     # Orbax lists a step from the moment its save starts: ask the store.
     self.mgr.reload()
     if step not in self.mgr.all_steps():
-      cause = self._errors.error
-      cause = (f'{type(cause).__name__}: {str(cause).strip().splitlines()[0]}'
-               if cause else 'see the error logged above')
-      good = [s for s in self.mgr.all_steps() if s < step]
-      raise SaveFailed(
-          f'The checkpoint of step {step} was not written to '
-          f'{self.mgr.directory}/{step} ({cause}); stopping. The last good '
-          f'checkpoint is step {max(good) if good else None}.')
+      raise self._failed(step)
 
   def close(self) -> None:
     """Waits for the last save and closes the manager; checks the save

@@ -105,6 +105,9 @@ def main(argv):
   except (lease.WorkdirInUse, run_record.ConfigChangedError,
           checkpoints.SaveFailed) as e:
     sys.exit(f'error: {e}')  # The message says it all: no traceback.
+  except OSError as e:  # A full disk, a lost bucket: it names the path.
+    logging.exception('Stopped by an I/O error.')
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -47,7 +47,7 @@ def test_sigterm_saves_the_current_step_and_resume_matches(tmp_path):
     proc = subprocess.Popen(command(stopped, data_dir), stdout=log,
                             stderr=subprocess.STDOUT)
     deadline = time.time() + 300
-    while 'train/loss' not in (tmp_path / 'stopped.log').read_text():
+    while ' · ETA ' not in (tmp_path / 'stopped.log').read_text():  # Step 5.
       assert proc.poll() is None and time.time() < deadline, 'run ended early'
       time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)

@@ -66,7 +66,7 @@ def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
   # Resuming ignores init_from: the run goes on after its source is gone.
   shutil.rmtree(weights)
   c.total_steps = 2
-  assert run(c, tmp_path / 'run')['steps'] == 2
+  assert run(c, tmp_path / 'run', allow_config_change=True)['steps'] == 2
 
 
 @pytest.mark.parametrize('overrides, match', [
