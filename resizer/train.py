@@ -125,8 +125,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # Everything that can be wrong with the config fails here, before any data
   # is read or anything is compiled.
   workdir = paths.resolve(workdir)  # Local or gs://: never os.path.
+  resuming = checkpoints.has_checkpoint(workdir)
   config_checks.validate(config, jax.device_count(), jax.process_count(),
-                         resuming=checkpoints.has_checkpoint(workdir))
+                         resuming=resuming)
   owner = lease.Lease(workdir)
   refused = None
   if jax.process_index() == 0:
@@ -140,19 +141,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if refused:
     raise refused
   try:
-    return _run(config, workdir, owner, allow_config_change)
+    return _run(config, workdir, owner, allow_config_change,
+                check_recorded=resuming and not config.eval_only)
   finally:
     owner.release()
 
 
 def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
-         allow_config_change: bool) -> dict[str, Any]:
-  """The run itself, with the workdir leased."""
+         allow_config_change: bool, check_recorded: bool) -> dict[str, Any]:
+  """The run itself, with the workdir leased. `check_recorded`: compare
+  the config with the one recorded by the run being resumed."""
   start_time = time.time()
   # ------------------------------------------------------------------ config
   task = tasks.get_task(config)
   config_changes = []
-  if not config.eval_only:  # An evaluation trains nothing: any config goes.
+  if check_recorded:  # (An evaluation trains nothing: any config goes.)
     config_changes = run_record.check_resume(workdir, config,
                                              allow_config_change)
 
