@@ -6,9 +6,11 @@ restores the schedule, the optimiser and the data stream together.
 
 Every saved step carries a fingerprint of its arrays (a 32-bit checksum of
 each array's bits, in the step's Orbax metadata). A resume takes the latest
-step that restores, matches its fingerprint and holds only finite
-parameters; a step that fails is named and moved to
-`workdir/corrupt_checkpoints/`, never deleted.
+step that restores and matches its fingerprint; a step that fails is named
+and moved to `workdir/corrupt_checkpoints/`, never deleted. A step that is
+sound but holds non-finite or absurdly large parameters stops the run: it
+is what training (or an import) wrote, so an earlier step would only lead
+back to it.
 """
 
 import json
@@ -196,6 +198,16 @@ class ModelMismatch(ValueError):
   """A sound checkpoint of another model than the one being built."""
 
 
+class UnusableParams(ValueError):
+  """A sound checkpoint whose parameters are NaN, infinite or out of range."""
+
+
+# Trained CNN weights stay within a few hundred; a magnitude past this is a
+# damaged value (a flipped exponent bit) in a step saved without a
+# fingerprint, or a run that went off the rails without a NaN loss.
+MAX_ABS_PARAM = 1e15
+
+
 def _model_arrays(tree) -> dict[str, tuple[int, ...]]:
   """{path: shape} of the parameters and BN statistics (nested dicts, whose
   paths read the same in a target and in Orbax's metadata)."""
@@ -221,8 +233,8 @@ def _check_model(mgr: ocp.CheckpointManager, step: int, target: State
 
 def _verify(mgr: ocp.CheckpointManager, step: int, state: State) -> None:
   """Raises CorruptCheckpoint if `state` (restored at `step`) differs from
-  its saved fingerprint or has non-finite parameters. Arrays whose path the
-  saved fingerprint lacks (older checkpoints, imports) are not checked."""
+  its saved fingerprint (arrays whose path the fingerprint lacks, as in
+  older checkpoints and imports, are not checked)."""
   saved = (mgr.metadata(step).custom_metadata or {}).get('fingerprint', {})
   now = fingerprint(state)
   changed = [k for k, v in now.items() if k in saved and saved[k] != v]
@@ -230,10 +242,22 @@ def _verify(mgr: ocp.CheckpointManager, step: int, state: State) -> None:
     raise CorruptCheckpoint(
         f'{len(changed)} arrays differ from the fingerprint saved with them, '
         f'e.g. {changed[0]}')
+
+
+def _check_params(mgr: ocp.CheckpointManager, step: int, state: State
+                  ) -> None:
+  """Raises UnusableParams naming the first parameter that is NaN, infinite
+  or larger in magnitude than MAX_ABS_PARAM."""
   for path, x in jax.tree_util.tree_flatten_with_path(state['params'])[0]:
-    if not np.all(np.isfinite(jax.device_get(x))):
-      raise CorruptCheckpoint(
-          f"params{jax.tree_util.keystr(path)} holds NaN or infinite values")
+    x = np.asarray(jax.device_get(x), np.float32)
+    bad = ('NaN or infinite values' if not np.all(np.isfinite(x)) else
+           f'|values| up to {np.abs(x).max():.3g}'
+           if x.size and np.abs(x).max() > MAX_ABS_PARAM else None)
+    if bad:
+      raise UnusableParams(
+          f'{mgr.directory}/{step}: params{jax.tree_util.keystr(path)} '
+          f'holds {bad}. Training does not resume from it; start again from '
+          'an earlier step (copy it into a new --workdir) or from scratch.')
 
 
 def restore_latest(mgr: ocp.CheckpointManager, target: State,
@@ -243,19 +267,22 @@ def restore_latest(mgr: ocp.CheckpointManager, target: State,
   come from any number of devices or hosts: each array is read into
   `target`'s sharding. A latest step that fails to restore or to verify is
   reported, moved to `workdir/corrupt_checkpoints/` and the step before it
-  is tried."""
+  is tried. A sound step of another model raises ModelMismatch, and one
+  with unusable parameters raises UnusableParams; neither is moved."""
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   while (step := mgr.latest_step()) is not None:
     try:
       _check_model(mgr, step, target)
       state = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
       _verify(mgr, step, state)
-      return state
     except ModelMismatch:
       raise  # A sound checkpoint of something else: not ours to move.
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and TensorStore raise many types for damaged files.
       _set_aside(mgr, step, workdir, e)
+      continue
+    _check_params(mgr, step, state)
+    return state
   return None
 
 

@@ -103,7 +103,8 @@ def main(argv):
     print(e, file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
   except (lease.WorkdirInUse, run_record.ConfigChangedError,
-          checkpoints.SaveFailed) as e:
+          checkpoints.SaveFailed, checkpoints.ModelMismatch,
+          checkpoints.UnusableParams) as e:
     sys.exit(f'error: {e}')  # The message says it all: no traceback.
   except OSError as e:  # A full disk, a lost bucket: it names the path.
     logging.exception('Stopped by an I/O error.')

@@ -252,6 +252,33 @@ def test_another_model_in_the_checkpoints_is_refused_not_set_aside(
   assert not (workdir / 'corrupt_checkpoints').exists()
 
 
+@pytest.mark.parametrize('value, reason', [
+    (np.nan, 'NaN or infinite values'), (3.3e37, '|values| up to 3.3e+37')])
+def test_sound_but_unusable_parameters_stop_the_run_and_stay(
+    tmp_path, finished, value, reason):
+  """A step that matches its fingerprint is what training wrote: an earlier
+  step would lead back to it, so the run stops instead of falling back."""
+  source, _ = finished
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  state = checkpoints.load(workdir)
+  leaf = state['params']['resizer']['conv_in']['kernel']
+  state['params']['resizer']['conv_in']['kernel'] = leaf.at[0, 0, 0, 0].set(
+      value)
+  state['step'] = state['step'] + 2
+  mgr = checkpoints.manager(workdir, keep=5, async_save=False)
+  checkpoints.save(mgr, state)
+  mgr.close()
+  before = snapshot(workdir / 'checkpoints')
+  with pytest.raises(checkpoints.UnusableParams) as error:
+    run(tiny_config(eval_only=True), workdir)
+  assert str(error.value).startswith(
+      f"{workdir / 'checkpoints'}/6: params['resizer']['conv_in']['kernel'] "
+      f'holds {reason}'), error.value
+  assert snapshot(workdir / 'checkpoints') == before
+  assert not (workdir / 'corrupt_checkpoints').exists()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
   """A 1.5 MiB tmpfs: room for one checkpoint of the tiny demo run."""
