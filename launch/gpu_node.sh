@@ -44,6 +44,7 @@ printf '%s\n' "${args[@]}" | grep -q -- '^--workdir=' || die "--workdir=... is r
 
 if [ ! -x "$venv/bin/python" ] || [ "$dry_run" = 1 ]; then
   run python3 -m venv "$venv"
-  run "$venv/bin/pip" install -q 'jax[cuda12]' -e .
+  # The versions the tests ran with (see launch/pin.py).
+  run "$venv/bin/pip" install -q -c launch/constraints.txt 'jax[cuda12]' -e .
 fi
 run "$venv/bin/python" -m resizer.main "${args[@]}"

@@ -10,7 +10,8 @@ Usage: launch/tpu_vm.sh COMMAND --name=NAME --zone=ZONE [options] [-- ARGS]
 
 Commands:
   create        create the TPU VM (--queued: as a queued resource)
-  setup         copy this checkout (git HEAD) to every worker
+  setup         copy this checkout (git HEAD) to every worker and make sure
+                each has Python >= 3.11
   run           run `python -m resizer.main ARGS` on every worker, in the background
   logs          follow worker 0's log
   tensorboard   start TensorBoard here on --workdir (a gs:// path)
@@ -128,7 +129,10 @@ case "$command" in
     run git archive --format=tar.gz -o /tmp/resizer.tar.gz HEAD
     run "${tpu[@]}" scp /tmp/resizer.tar.gz "$name":~/resizer.tar.gz --worker=all "${common[@]}"
     run "${tpu[@]}" ssh "$name" --worker=all "${common[@]}" \
-      --command='rm -rf ~/resizer && mkdir -p ~/resizer && tar -xzf ~/resizer.tar.gz -C ~/resizer' ;;
+      --command='rm -rf ~/resizer && mkdir -p ~/resizer && tar -xzf ~/resizer.tar.gz -C ~/resizer'
+    # jax needs Python >= 3.11; the TPU images ship 3.10.
+    run "${tpu[@]}" ssh "$name" --worker=all "${common[@]}" \
+      --command='python3 -c "import sys; sys.exit(sys.version_info < (3, 11))" || command -v python3.11 || (sudo apt-get update -q && sudo apt-get install -y -q python3.11 python3.11-venv)' ;;
   run)
     quoted=""
     for word in "${run_args[@]}"; do quoted+=" $(quote "$word")"; done

@@ -7,8 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(glob.glob(os.path.join(ROOT, 'launch', '*.sh')))
@@ -102,6 +106,106 @@ def test_help_and_dry_run_after_the_separator(env):
   result = sh(['launch/gpu_node.sh', '--', '--config=configs/demo.py',
                '--workdir=runs/x', '--dry-run'], env)
   assert result.returncode == 0
-  assert result.stdout.splitlines()[-1] == (
+  assert result.stdout.splitlines()[-2:] == [
+      '.venv-gpu/bin/pip install -q -c launch/constraints.txt '
+      "'jax[cuda12]' -e .",
       '.venv-gpu/bin/python -m resizer.main --config=configs/demo.py '
-      '--workdir=runs/x')
+      '--workdir=runs/x']
+
+
+# ------------------------------------------------------------- pinned installs
+
+def pins():
+  lines = open(os.path.join(ROOT, 'launch', 'constraints.txt')).read()
+  return {canonicalize_name(name): version for name, version in
+          re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)$', lines, re.M)}
+
+
+def test_the_pins_cover_the_dependencies_and_satisfy_pyproject():
+  with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+    dependencies = tomllib.load(f)['project']['dependencies']
+  pinned = pins()
+  for line in dependencies:
+    requirement = Requirement(line)
+    if requirement.marker and not requirement.marker.evaluate():
+      continue
+    name = canonicalize_name(requirement.name)
+    assert name in pinned, f'{name} is not pinned in launch/constraints.txt'
+    assert requirement.specifier.contains(pinned[name], prereleases=True), (
+        f'{name}=={pinned[name]} does not satisfy pyproject.toml: {line}')
+
+
+def test_jax_and_its_accelerator_runtimes_are_pinned_together():
+  pinned = pins()
+  for runtime in ('jaxlib', 'jax-cuda12-plugin', 'jax-cuda12-pjrt'):
+    assert pinned[runtime] == pinned['jax'], runtime
+  if metadata.version('jax') != pinned['jax']:
+    pytest.skip('jax is not installed at its pinned version')
+  [libtpu] = [Requirement(r) for r in metadata.requires('jax')
+              if r.startswith('libtpu')]
+  assert libtpu.specifier.contains(pinned['libtpu']), (
+      f"jax {pinned['jax']} asks for {libtpu}; pinned {pinned['libtpu']}")
+
+
+def test_the_tests_run_with_the_pinned_versions():
+  """The README's and CI's install use -c launch/constraints.txt: what
+  passes here is what the launchers install."""
+  differ = {name: (metadata.version(name), version)
+            for name, version in pins().items()
+            if name in INSTALLED and metadata.version(name) != version}
+  assert not differ, (
+      f'installed vs pinned: {differ}. Install with '
+      '`pip install -c launch/constraints.txt -e ".[test]"`, or re-pin with '
+      '`python launch/pin.py` after the tests pass.')
+
+
+INSTALLED = {canonicalize_name(d.metadata['Name'])
+             for d in metadata.distributions()}
+
+
+def fake_python(directory, name, version_ok, log):
+  """An interpreter that passes (or fails) run_tpu.sh's version check and
+  makes a virtualenv whose pip and python only record their arguments."""
+  script = directory / name
+  script.write_text(f'''#!/bin/bash
+if [ "$1" = -c ]; then exit {0 if version_ok else 1}; fi
+if [ "$1 $2" = "-m venv" ]; then
+  mkdir -p "$3/bin"
+  echo 'pip() {{ echo "pip $*" >> {log}; }}' > "$3/bin/activate"
+  exit 0
+fi
+echo "{name} $*" >> {log}
+''')
+  script.chmod(0o755)
+
+
+def test_run_tpu_builds_its_venv_with_python_3_11_and_the_pins(tmp_path):
+  bin_dir, log = tmp_path / 'bin', tmp_path / 'log'
+  bin_dir.mkdir()
+  fake_python(bin_dir, 'python3', False, log)  # The image's 3.10.
+  fake_python(bin_dir, 'python3.11', True, log)
+  env = {'PATH': f'{bin_dir}:/usr/bin:/bin', 'HOME': str(tmp_path),
+         'RESIZER_VENV': str(tmp_path / 'venv')}
+  # /usr/bin may hold real interpreters; the fakes come first on PATH.
+  result = sh(['launch/run_tpu.sh', 'resizer.main', '--config=c'], env)
+  assert result.returncode == 0, result.stderr
+  assert log.read_text().splitlines() == [
+      'pip install -q --upgrade pip',
+      "pip install -q -c launch/constraints.txt jax[tpu] -e .",
+      'python3 -m resizer.main --config=c']
+  assert (tmp_path / 'venv' / 'bin' / 'activate').exists()
+
+
+def test_run_tpu_without_python_3_11_says_what_to_install(tmp_path):
+  bin_dir, log = tmp_path / 'bin', tmp_path / 'log'
+  bin_dir.mkdir()
+  fake_python(bin_dir, 'python3', False, log)
+  result = subprocess.run(
+      ['/bin/bash', 'launch/run_tpu.sh', 'resizer.main'], cwd=ROOT,
+      capture_output=True, text=True,
+      env={'PATH': str(bin_dir), 'HOME': str(tmp_path),
+           'RESIZER_VENV': str(tmp_path / 'venv')})
+  assert result.returncode == 2
+  assert 'no Python >= 3.11 found' in result.stderr
+  assert 'apt-get install -y python3.11 python3.11-venv' in result.stderr
+  assert not log.exists()
