@@ -29,7 +29,7 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from resizer import checkpoints, config_checks, image_summaries
+from resizer import checkpoints, config_checks, event_history, image_summaries
 from resizer import input_pipeline, lease, optim, paths, preemption
 from resizer import run_record, summary, tasks
 from resizer.models import composite
@@ -240,6 +240,8 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
     return task.summarize(merged)
 
   # ---------------------------------------------------------------- logging
+  if is_writer and start_step > 0 and not config.eval_only:
+    event_history.drop_after(workdir, start_step)  # Logged again below.
   writer = metric_writers.create_default_writer(
       str(workdir), just_logging=jax.process_index() > 0)
   if start_step == 0 and not config.eval_only:

@@ -2,6 +2,7 @@
 that would train differently refused before anything is written, and a
 results.json whose totals add up over launches and evaluations."""
 
+import glob
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import time
 import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
@@ -319,3 +321,31 @@ def test_a_full_disk_stops_the_run_at_once_keeping_earlier_checkpoints(
   mgr = checkpoints.manager(workdir, keep=5, async_save=False)
   restored = checkpoints.restore_latest(mgr, checkpoints.load(workdir), workdir)
   assert int(restored['step']) == good[-1]
+
+
+# ---------------------------------------------------------------- TensorBoard
+
+def logged_steps(workdir):
+  """{tag: [step, ...]} over every event file, as TensorFlow reads them."""
+  steps = {}
+  for path in sorted(glob.glob(str(workdir / 'events.out.tfevents.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        steps.setdefault(value.tag, []).append(event.step)
+  return {tag: sorted(s) for tag, s in steps.items()}
+
+
+def test_a_resume_leaves_one_tensorboard_history(tmp_path, finished):
+  """Killed after logging step 4 but before its checkpoint: the resumed run
+  logs step 4 again, and the history holds it once, as an uninterrupted
+  run does."""
+  source, _ = finished
+  uninterrupted = logged_steps(source)
+  assert uninterrupted['train/loss'] == [2, 4]
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  shutil.rmtree(workdir / 'checkpoints' / '4')
+  os.remove(workdir / 'results.json')
+  run(tiny_config(), workdir)
+  assert len(glob.glob(str(workdir / 'events.out.tfevents.*'))) == 2
+  assert logged_steps(workdir) == uninterrupted
