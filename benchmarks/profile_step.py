@@ -92,11 +92,12 @@ def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', required=True)
   parser.add_argument('--resizer', default='learned:448',
-                      help='kind:resolution, as in train_step.py')
+                      help='kind:resolution[:remat], as in train_step.py')
   parser.add_argument('--out_size', type=int, default=224)
   parser.add_argument('--model', default=None)
   parser.add_argument('--batch_size', type=int, default=8)
   parser.add_argument('--dtype', default=None, choices=composite.DTYPES)
+  parser.add_argument('--remat', default=None, choices=composite.REMAT)
   parser.add_argument('--steps', type=int, default=2)
   parser.add_argument('--top', type=int, default=30)
   args = parser.parse_args(argv)

@@ -3,6 +3,17 @@ r"""Times the jitted train step, the very one resizer.train runs.
   python benchmarks/train_step.py --config=configs/imagenet_resnet50.py \
       --resizers=learned:448,none:224 --batch_size=256 --dtype=bfloat16
 
+  python benchmarks/train_step.py --config=configs/imagenet_resnet50.py \
+      --resizers=none:224,learned:448 --batch_size=8 --dtype=float32 \
+      --memory_only --fit_hbm_gib=16,32,80
+
+With --memory_only nothing runs: each setting's step is compiled and XLA's
+memory analysis of it reported (argument, output, aliased and temporary
+bytes, and temporary bytes per image), and with --fit_hbm_gib the largest
+global batch whose step fits each HBM size, by bisection over compiled
+programs (memory figures come from the platform the script runs on: XLA's
+buffer assignment on CPU is not the one on TPU or GPU).
+
 For each `kind:resolution` setting it reports, after compilation: images/s,
 median step time and its spread over `--repeats` timed runs of `--steps`
 steps each, compile time, peak device memory where the backend reports it,
@@ -50,34 +61,85 @@ def load_config(path: str):
   return module.get_config(arg or None)
 
 
+def compile_step(config, batch_size: int, execute: bool = True):
+  """(compiled train step, state, batch, compile seconds) for `config` at
+  `batch_size`; without `execute`, state and batch are shape structs and
+  nothing runs."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), (train.AXIS,))
+  in_size = composite.as_size(config.resizer.in_size, 'in_size')
+  task = tasks.get_task(config)
+  model = composite.build_model(config, bn_axis_name=train.AXIS)
+  tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
+  init = train.make_init(composite.build_model(config), tx, in_size, mesh)
+  state = (init(jax.random.key(0)) if execute
+           else jax.eval_shape(init, jax.random.key(0)))
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.integers(0, 256, (batch_size, *in_size, 3), np.uint8),
+           'label': rng.integers(0, config.model.num_classes, batch_size)}
+  if config.task == 'iqa':
+    batch['label'] = np.full((batch_size, 10), 0.1, np.float32)
+  sharding = NamedSharding(mesh, P(train.AXIS))
+  batch = (jax.device_put(batch, sharding) if execute else
+           {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
+            for k, v in batch.items()})
+  step = train.make_train_step(model, tx, task, schedule, mesh)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch, jax.random.key(1)).compile()
+  return compiled, state, batch, time.perf_counter() - t0
+
+
+def memory(compiled, batch_size: int) -> dict:
+  """XLA's memory analysis of a compiled step, per device program."""
+  m = compiled.memory_analysis()
+  total = (m.argument_size_in_bytes + m.output_size_in_bytes
+           - m.alias_size_in_bytes + m.temp_size_in_bytes)
+  per_device_batch = batch_size // jax.device_count()
+  return dict(
+      argument_mib=round(m.argument_size_in_bytes / 2**20, 1),
+      output_mib=round(m.output_size_in_bytes / 2**20, 1),
+      alias_mib=round(m.alias_size_in_bytes / 2**20, 1),
+      temp_mib=round(m.temp_size_in_bytes / 2**20, 1),
+      temp_mib_per_image=round(m.temp_size_in_bytes / 2**20
+                               / per_device_batch, 2),
+      total_mib=round(total / 2**20, 1))
+
+
+def largest_batch(config, hbm_gib: float, multiple: int, start: int,
+                  needs: dict[int, float]) -> int:
+  """The largest global batch, a multiple of `multiple`, whose compiled
+  step needs at most `hbm_gib` per device by XLA's memory analysis.
+  Doubles from `start`, then bisects; `needs` ({batch: MiB}) caches the
+  compiled programs' totals across calls."""
+
+  def fits(batch):
+    if batch not in needs:
+      compiled = compile_step(config, batch, execute=False)[0]
+      needs[batch] = memory(compiled, batch)['total_mib']
+    return needs[batch] <= hbm_gib * 1024
+
+  lo, hi = 0, start
+  while fits(hi):
+    lo, hi = hi, hi * 2
+  while hi - lo > multiple:
+    mid = (lo + hi) // 2 // multiple * multiple
+    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+  return lo
+
+
 class Setting:
   """One config's compiled train step, with its state and a synthetic batch."""
 
-  def __init__(self, config, batch_size: int):
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), (train.AXIS,))
+  def __init__(self, config, batch_size: int, execute: bool = True):
     self.config, self.batch_size = config, batch_size
     self.in_size = composite.as_size(config.resizer.in_size, 'in_size')
-    task = tasks.get_task(config)
-    model = composite.build_model(config, bn_axis_name=train.AXIS)
-    tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
-    self.state = train.make_init(composite.build_model(config), tx,
-                                 self.in_size, mesh)(jax.random.key(0))
-    step = train.make_train_step(model, tx, task, schedule, mesh)
-    rng = np.random.default_rng(0)
-    batch = {'image': rng.integers(0, 256, (batch_size, *self.in_size, 3),
-                                   np.uint8),
-             'label': rng.integers(0, config.model.num_classes, batch_size)}
-    if config.task == 'iqa':
-      batch['label'] = np.full((batch_size, 10), 0.1, np.float32)
-    self.batch = jax.device_put(batch, NamedSharding(mesh, P(train.AXIS)))
+    self.compiled, self.state, self.batch, self.compile_sec = compile_step(
+        config, batch_size, execute)
     self.key = jax.random.key(1)
-
-    t0 = time.perf_counter()
-    self.compiled = step.lower(self.state, self.batch, self.key).compile()
-    self.compile_sec = time.perf_counter() - t0
     cost = self.compiled.cost_analysis() or {}
     self.flops = float(cost.get('flops', 0.0))  # Per device program.
-    self.run(1)  # Warm-up.
+    self.memory = memory(self.compiled, batch_size)
+    if execute:
+      self.run(1)  # Warm-up.
     self.times = []
 
   def run(self, steps: int) -> float:
@@ -87,6 +149,20 @@ class Setting:
       self.state, metrics = self.compiled(self.state, self.batch, self.key)
     jax.block_until_ready(metrics)
     return (time.perf_counter() - t0) / steps
+
+  def memory_row(self) -> dict:
+    config = self.config
+    return dict(
+        model=config.model.name, resizer=config.resizer.kind,
+        in_size=list(self.in_size), out_size=list(composite.as_size(
+            config.resizer.out_size, 'out_size')),
+        dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
+        batch_size=self.batch_size, devices=jax.device_count(),
+        platform=jax.devices()[0].platform,
+        compile_sec=round(self.compile_sec, 2),
+        train_gflops_per_image=float(
+            f'{self.flops * jax.device_count() / self.batch_size / 1e9:.4g}'),
+        **self.memory)
 
   def row(self) -> dict:
     config, times = self.config, self.times
@@ -101,7 +177,8 @@ class Setting:
         model=config.model.name, resizer=config.resizer.kind,
         in_size=list(self.in_size), out_size=list(composite.as_size(
             config.resizer.out_size, 'out_size')),
-        dtype=config.model.dtype, batch_size=self.batch_size,
+        dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
+        batch_size=self.batch_size,
         devices=jax.device_count(), device_kind=device.device_kind,
         compile_sec=round(self.compile_sec, 2),
         step_ms_median=round(1e3 * step_sec, 3),
@@ -119,10 +196,11 @@ class Setting:
     )
 
 
-def make_setting(args: argparse.Namespace, spec: str) -> Setting:
-  """The `kind:resolution` setting `spec` of `args.config`, with the
-  command line's --out_size, --model, --dtype and --batch_size applied."""
-  kind, _, res = spec.partition(':')
+def make_config(args: argparse.Namespace, spec: str):
+  """The `kind:resolution[:remat]` setting `spec` of `args.config`, with
+  the command line's --out_size, --model, --dtype and --remat applied."""
+  kind, _, rest = spec.partition(':')
+  res, _, remat = rest.partition(':')
   config = load_config(args.config)
   config.resizer = common.resizer_config(kind, int(res or args.out_size),
                                          args.out_size)
@@ -130,11 +208,20 @@ def make_setting(args: argparse.Namespace, spec: str) -> Setting:
     config.model.name = args.model
   if args.dtype:
     config.model.dtype = args.dtype
+  if remat or args.remat:
+    config.model.remat = remat or args.remat
+  return config
+
+
+def make_setting(args: argparse.Namespace, spec: str) -> Setting:
+  """The setting `spec` (see make_config) at --batch_size."""
+  config = make_config(args, spec)
   batch = args.batch_size or config.input.batch_size
   if batch % jax.device_count():
     sys.exit(f'--batch_size={batch} is not a multiple of the '
              f'{jax.device_count()} devices')
-  return Setting(config, batch)
+  return Setting(config, batch,
+                 execute=not getattr(args, 'memory_only', False))
 
 
 def time_in_turns(settings: list[Setting], steps: int, repeats: int
@@ -170,16 +257,43 @@ def table(rows: list[dict]) -> str:
   return '\n'.join(lines)
 
 
+def memory_table(rows: list[dict], hbm: list[float]) -> str:
+  head = ['model', 'resizer', 'in→out', 'dtype', 'remat', 'batch',
+          'temp MiB/img', 'ratio', 'temp MiB', 'args MiB', 'total MiB',
+          *[f'max batch @{g:g} GiB' for g in hbm]]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  base = rows[0]['temp_mib_per_image']
+  for r in rows:
+    lines.append('| ' + ' | '.join(str(v) for v in [
+        r['model'], r['resizer'], f"{r['in_size'][0]}→{r['out_size'][0]}",
+        r['dtype'], r['remat'], r['batch_size'], r['temp_mib_per_image'],
+        f"{r['temp_mib_per_image'] / base:.3f}", r['temp_mib'],
+        r['argument_mib'], r['total_mib'],
+        *[r['max_batch'][f'{g:g}'] for g in hbm]]) + ' |')
+  return '\n'.join(lines)
+
+
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', required=True)
   parser.add_argument('--resizers', default='learned:448,none:224',
-                      help='comma-separated kind:resolution settings; the '
-                           'first is the base of the ratio column')
+                      help='comma-separated kind:resolution[:remat] '
+                           'settings; the first is the base of the ratio '
+                           'column')
   parser.add_argument('--out_size', type=int, default=224)
   parser.add_argument('--model', default=None, help='override config.model.name')
   parser.add_argument('--batch_size', type=int, default=None)
   parser.add_argument('--dtype', default=None, choices=composite.DTYPES)
+  parser.add_argument('--remat', default=None, choices=composite.REMAT,
+                      help='override config.model.remat')
+  parser.add_argument('--memory_only', action='store_true',
+                      help="compile only; report XLA's memory analysis")
+  parser.add_argument('--fit_hbm_gib', default='',
+                      help='with --memory_only: comma-separated HBM sizes '
+                           '(GiB per device) to find the largest batch for')
+  parser.add_argument('--fit_multiple', type=int, default=8,
+                      help='the bisection finds the largest batch to within '
+                           'this many images')
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--resize_impl', default='two_tap',
@@ -194,6 +308,20 @@ def main(argv=None) -> list[dict]:
     resizers.resize = resizers.reference_resize
   conv_forms.ENABLED = args.conv_impl == 'forms'
   settings = [make_setting(args, spec) for spec in args.resizers.split(',')]
+  if args.memory_only:
+    hbm = [float(g) for g in filter(None, args.fit_hbm_gib.split(','))]
+    multiple = max(args.fit_multiple, jax.device_count())
+    rows = []
+    for setting in settings:
+      row = setting.memory_row()
+      needs = {setting.batch_size: row['total_mib']}
+      row['max_batch'] = {f'{g:g}': largest_batch(
+          setting.config, g, multiple, setting.batch_size, needs)
+          for g in hbm}
+      print(json.dumps(row), flush=True)
+      rows.append(row)
+    print(memory_table(rows, hbm))
+    return rows
   rows = time_in_turns(settings, args.steps, args.repeats)
   for row in rows:
     row['resize_impl'] = args.resize_impl

@@ -75,6 +75,12 @@ def resizer_config(choice: str, in_size: int, out_size: int,
   ))
 
 
+def remat_for(resizer: ml_collections.ConfigDict) -> str:
+  """'resizer' for a resizer with activations at its input resolution (the
+  paper's 448→224 stores 16-channel 448x448 tensors), else 'none'."""
+  return 'resizer' if resizer.kind in ('learned', 'muller') else 'none'
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Defaults every experiment starts from: the paper's ImageNet recipe."""
   config = ml_collections.ConfigDict()
@@ -108,7 +114,10 @@ def base_config() -> ml_collections.ConfigDict:
       name='densenet121', num_classes=1000, dtype='bfloat16',
       # 'keras' for weights imported from Keras applications (see
       # resizer/models/conventions.py and resizer/import_weights.py).
-      convention='torchvision'))
+      convention='torchvision',
+      # 'resizer': recompute the resizer in the backward pass instead of
+      # storing its input-resolution activations (see composite.REMAT).
+      remat='none'))
   config.resizer = resizer_config('learned', 448, 224)
 
   config.loss = ml_collections.ConfigDict(dict(
@@ -183,6 +192,7 @@ def imagenet_config(arg: str | None, backbone: str,
   config = base_config()
   config.model.name = backbone
   config.resizer = resizer_config(arg.resizer, arg.res, arg.out, arg.antialias)
+  config.model.remat = remat_for(config.resizer)
   init_backbone_from(config, arg.weights)
   return config
 
@@ -201,6 +211,7 @@ def ava_config(arg: str | None, backbone: str) -> ml_collections.ConfigDict:
       crop_area_range=(0.6, 1.0), eval_crop_fraction=1.0)
   config.model.update(name=backbone, num_classes=10)
   config.resizer = resizer_config(arg.resizer, arg.res, arg.out, arg.antialias)
+  config.model.remat = remat_for(config.resizer)
   # Fine-tuning from ImageNet weights (config.init_from), as NIMA and the
   # paper do: the 'fine-tuning' learning rate of the classification recipe.
   config.optim.update(learning_rate=0.005, weight_decay=4e-5)

@@ -30,6 +30,8 @@ FREE_KEYS = (
     'input.cache_train', 'log_every_steps', 'eval_every_steps',
     'checkpoint_every_steps', 'keep_checkpoints', 'async_checkpoints',
     'image_summary_every_steps', 'profile_steps',
+    # Recomputing instead of storing changes memory, not results.
+    'model.remat',
 )
 
 

@@ -1,9 +1,14 @@
 """The benchmark scripts run in a smoke mode and print well-formed results."""
 
+import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+import pytest
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +33,40 @@ def test_train_step_benchmark_smoke():
   assert rows[1]['train_gflops_per_image'] > rows[0]['train_gflops_per_image']
   assert rows[0]['ratio'] == 1.0 and rows[1]['ratio'] > 0
   assert '| ratio |' in out.splitlines()[-4]  # The table's header.
+
+
+def load_train_step_module():
+  spec = importlib.util.spec_from_file_location(
+      'train_step_benchmark', os.path.join(ROOT, 'benchmarks', 'train_step.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_memory_only_reports_xla_memory_and_the_largest_batch_that_fits():
+  rows, out = run('train_step.py', '--config=configs/demo.py',
+                  '--resizers=none:16,learned:32:resizer', '--out_size=16',
+                  '--model=resnet_tiny', '--batch_size=8', '--dtype=float32',
+                  '--memory_only', '--fit_hbm_gib=0.01', '--fit_multiple=8')
+  assert [(r['resizer'], r['remat']) for r in rows] == [
+      ('none', 'none'), ('learned', 'resizer')]
+  assert 'max batch @0.01 GiB' in out
+  bench = load_train_step_module()
+  for r in rows:
+    # Per device program: each device's share of the batch.
+    per_device_batch = 8 // r['devices']
+    assert r['temp_mib_per_image'] * per_device_batch == pytest.approx(
+        r['temp_mib'], abs=0.1)
+    # The bisection's answer, checked by compiling at it and one step past.
+    config = bench.make_config(argparse.Namespace(
+        config='configs/demo.py', out_size=16, model='resnet_tiny',
+        dtype='float32', remat=None),
+        f"{r['resizer']}:{r['in_size'][0]}:{r['remat']}")
+    best = r['max_batch']['0.01']
+    assert best > 0 and best % 8 == 0
+    for batch, fits in ((best, True), (best + 8, False)):
+      compiled = bench.compile_step(config, batch, execute=False)[0]
+      assert (bench.memory(compiled, batch)['total_mib'] <= 0.01 * 1024) == fits
 
 
 def test_input_pipeline_benchmark_smoke():

@@ -72,3 +72,45 @@ def test_bad_config_fails_at_construction_naming_the_key(edit, match):
   edit(c)
   with pytest.raises(ValueError, match=match):
     composite.build_model(c)
+
+
+@pytest.mark.parametrize('resizer', ['learned', 'muller'])
+def test_remat_changes_no_output_gradient_or_statistic(resizer):
+  """config.model.remat='resizer' recomputes the resizer in the backward
+  pass: the same parameter tree, logits, BN statistics and gradients as
+  storing its activations (float32)."""
+  plain, remat = config(resizer), config(resizer)
+  remat.model.remat = 'resizer'
+  images = jax.random.randint(jax.random.key(1), (4, 64, 64, 3), 0, 256
+                              ).astype(jnp.uint8)
+  labels = jnp.arange(4) % 5
+  results = []
+  for c in (plain, remat):
+    model = composite.build_model(c)
+    variables = model.init(jax.random.key(0), images, train=False)
+
+    def loss(params, model=model, variables=variables):
+      logits, new = model.apply({**variables, 'params': params}, images,
+                                train=True, mutable=['batch_stats'])
+      onehot = jax.nn.one_hot(labels, 5)
+      return -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits), -1)), (
+          logits, new)
+
+    step = jax.value_and_grad(loss, has_aux=True)
+    # The rematerialised model really recomputes: its program says so.
+    recomputes = 'remat' in str(jax.make_jaxpr(loss)(variables['params']))
+    assert recomputes == (c is remat)
+    (value, aux), grads = jax.jit(step)(variables['params'])
+    results.append((variables, value, aux, grads))
+  (v0, l0, aux0, g0), (v1, l1, aux1, g1) = results
+  assert jax.tree.structure(v0) == jax.tree.structure(v1)
+  np.testing.assert_allclose(l0, l1, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves((aux0, g0)), jax.tree.leaves((aux1, g1))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_remat_is_refused_naming_the_key():
+  c = config()
+  c.model.remat = 'everything'
+  with pytest.raises(ValueError, match=r"config.model.remat='everything'"):
+    composite.build_model(c)

@@ -9,7 +9,8 @@
       (muller).
   config.model: name (a key of BACKBONES), num_classes, dtype ('float32' |
       'bfloat16' | 'float16'), convention ('torchvision' | 'keras', see
-      conventions.py; optional, default 'torchvision').
+      conventions.py; optional, default 'torchvision'), remat (one of
+      REMAT; optional, default 'none').
 
 Sizes are an int (square) or a (height, width) pair.
 """
@@ -44,6 +45,13 @@ RESIZER_KINDS = ('learned', 'fixed', 'muller', 'none')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
           'float16': jnp.float16}
 
+# `config.model.remat`: which activations the train step stores for the
+# backward pass. 'none' stores every one. 'resizer' stores only the
+# resizer's input and output and recomputes the resizer in the backward
+# pass: its activations at the input resolution (16 channels at 448x448)
+# then exist only after the backbone's own have been freed.
+REMAT = ('none', 'resizer')
+
 # ImageNet statistics of images scaled to [0, 1].
 IMAGENET_MEAN, IMAGENET_STD = conventions.NORMALIZATIONS['imagenet']
 
@@ -66,7 +74,9 @@ class ResizerBackbone(nn.Module):
     """The resizer's output for `images`, in the [0, 1] value range."""
     if images.dtype == jnp.uint8:
       images = images.astype(self.dtype) / 255
-    return self.resizer(images.astype(self.dtype), train=train)
+    # Positional: a rematerialised resizer takes `train` as a static
+    # argument, which lifted transforms accept only by position.
+    return self.resizer(images.astype(self.dtype), train)
 
   def __call__(self, images, train: bool = True):
     resized = self.resize(images, train=train)
@@ -97,8 +107,11 @@ def _with_key(prefix: str, fn, **kwargs):
 
 
 def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
-                  bn_axis_name: str | None = None) -> nn.Module:
-  """The resizer described by a `config.resizer` block."""
+                  bn_axis_name: str | None = None, remat: bool = False
+                  ) -> nn.Module:
+  """The resizer described by a `config.resizer` block; with `remat`, one
+  that recomputes its activations in the backward pass instead of storing
+  them (same parameters, outputs and gradients)."""
   kind = cfg.get('kind')
   if kind not in RESIZER_KINDS:
     raise ValueError(f'config.resizer.kind={kind!r} is invalid; expected one '
@@ -117,13 +130,17 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
     return _with_key(prefix, IdentityResizer, out_size=out_size)
   if kind == 'fixed':
     return _with_key(prefix, FixedResizer, **common)
+  def maybe_remat(cls):
+    # static_argnums counts the module: 1 is the images, 2 is `train`.
+    return nn.remat(cls, static_argnums=(2,)) if remat else cls
+
   if kind == 'muller':
-    return _with_key(prefix, MullerResizer, **common, dtype=dtype,
+    return _with_key(prefix, maybe_remat(MullerResizer), **common, dtype=dtype,
                      num_layers=cfg.get('num_layers', 2),
                      kernel_size=cfg.get('kernel_size', 5),
                      stddev=cfg.get('stddev', 1.0),
                      avg_pool=cfg.get('avg_pool', False))
-  return _with_key(prefix, LearnedResizer, **common, dtype=dtype,
+  return _with_key(prefix, maybe_remat(LearnedResizer), **common, dtype=dtype,
                    bn_axis_name=bn_axis_name,
                    num_filters=cfg.get('num_filters', 16),
                    num_res_blocks=cfg.get('num_res_blocks', 1))
@@ -167,9 +184,14 @@ def build_model(config: Mapping, bn_axis_name: str | None = None
   averaged; only valid inside a `shard_map` over that axis.
   """
   dtype = compute_dtype(config['model'])
+  remat = config['model'].get('remat', 'none')
+  if remat not in REMAT:
+    raise ValueError(f'config.model.remat={remat!r} is invalid; expected one '
+                     f'of {list(REMAT)}.')
   backbone = build_backbone(config['model'], bn_axis_name)
   mean, std = conventions.NORMALIZATIONS[
       convention(config['model']).normalization]
   return ResizerBackbone(
-      resizer=build_resizer(config['resizer'], dtype, bn_axis_name),
+      resizer=build_resizer(config['resizer'], dtype, bn_axis_name,
+                            remat=remat == 'resizer'),
       backbone=backbone, dtype=dtype, mean=mean, std=std)
