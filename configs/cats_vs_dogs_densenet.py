@@ -22,8 +22,7 @@ def get_config(arg=None):
                       eval_split='train[80%:]', batch_size=64,
                       eval_batch_size=64)
   config.model.update(name='densenet121', num_classes=2)
-  config.resizer = common.resizer_config(arg.resizer, arg.res, arg.out,
-                                         arg.antialias)
+  common.set_resizer(config, arg.resizer, arg.res, arg.out, arg.antialias)
   config.optim.update(name='adam', learning_rate=1e-3, schedule='cosine',
                       warmup_epochs=1.0, weight_decay=0.0)
   config.num_epochs = 20.0

@@ -6,9 +6,11 @@ with `parse_arg`.
 """
 
 import json
+import re
 
 import ml_collections
 from etils import epath
+from ml_collections.config_dict import FieldReference
 
 # `resizer=` argument values → (kind, interpolation).
 RESIZER_CHOICES = {
@@ -22,20 +24,38 @@ RESIZER_CHOICES = {
 }
 
 
+# Arguments that are image sizes: N (square) or HxW.
+SIZE_ARGS = ('res', 'out')
+
+
+def size_arg(key: str, value: str) -> int | tuple[int, int]:
+  """'448' → 448, '448x336' → (448, 336) (height x width)."""
+  match = re.fullmatch(r'(\d+)(?:x(\d+))?', value)
+  if not match:
+    raise ValueError(f'config argument {key}={value!r} must be a size: N '
+                     '(square) or HxW (height x width), e.g. 448 or 448x336.')
+  h, w = match.groups()
+  return int(h) if w is None else (int(h), int(w))
+
+
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """Parses 'key=value,key=value' into a ConfigDict over `defaults`.
 
-  Values are converted to the type of the default. Unknown keys fail with
-  the list of known ones.
+  Values are converted to the type of the default; SIZE_ARGS also take HxW.
+  Unknown keys fail with the list of known ones.
   """
-  parsed = ml_collections.ConfigDict(defaults)
+  parsed = ml_collections.ConfigDict(
+      {k: FieldReference(v, field_type=object) if k in SIZE_ARGS else v
+       for k, v in defaults.items()})
   for item in filter(None, (arg or '').split(',')):
     key, sep, value = item.partition('=')
     if not sep or key not in defaults:
       raise ValueError(f'config argument {item!r} is invalid; expected '
                        f'key=value with key one of {sorted(defaults)}.')
     default = defaults[key]
-    if isinstance(default, bool):
+    if key in SIZE_ARGS:
+      parsed[key] = size_arg(key, value)
+    elif isinstance(default, bool):
       if value.lower() not in ('true', 'false', '1', '0'):
         raise ValueError(f'config argument {key}={value!r} must be true/false.')
       parsed[key] = value.lower() in ('true', '1')
@@ -48,13 +68,19 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return parsed
 
 
-def resizer_config(choice: str, in_size: int, out_size: int,
+Size = int | tuple[int, int]
+
+
+def resizer_config(choice: str, in_size: Size, out_size: Size,
                    antialias: bool = False) -> ml_collections.ConfigDict:
   """The `config.resizer` block for a `resizer=` choice.
 
   'none' means the input pipeline resizes straight to `out_size` (its
   in_size is set to out_size); every other choice receives `in_size` images
-  and resizes them on the accelerator.
+  and resizes them on the accelerator. Sizes are an int (square) or a
+  (height, width) pair; on the command line also 'HxW'
+  (`--config.resizer.in_size=448x336`), which the fields accept because
+  they are typed `object`.
   """
   if choice not in RESIZER_CHOICES:
     raise ValueError(f'config argument resizer={choice!r} is invalid; expected '
@@ -62,8 +88,9 @@ def resizer_config(choice: str, in_size: int, out_size: int,
   kind, interpolation = RESIZER_CHOICES[choice]
   return ml_collections.ConfigDict(dict(
       kind=kind,
-      in_size=out_size if kind == 'none' else in_size,
-      out_size=out_size,
+      in_size=FieldReference(out_size if kind == 'none' else in_size,
+                             field_type=object),
+      out_size=FieldReference(out_size, field_type=object),
       interpolation=interpolation,
       antialias=antialias,       # jax.image.resize's default is True; TF's is False.
       num_filters=16,            # learned: n
@@ -75,10 +102,22 @@ def resizer_config(choice: str, in_size: int, out_size: int,
   ))
 
 
-def remat_for(resizer: ml_collections.ConfigDict) -> str:
-  """'resizer' for a resizer with activations at its input resolution (the
-  paper's 448→224 stores 16-channel 448x448 tensors), else 'none'."""
-  return 'resizer' if resizer.kind in ('learned', 'muller') else 'none'
+def set_resizer(config: ml_collections.ConfigDict, choice: str,
+                in_size: Size, out_size: Size, antialias: bool = False,
+                remat: bool = False) -> None:
+  """Sets `config.resizer` for a `resizer=` choice (see resizer_config).
+
+  With 'none' the input pipeline does the only resize, so `antialias`
+  becomes the pipeline's (config.input.antialias). With `remat`, a resizer
+  with activations at its input resolution (learned, MULLER: 16-channel
+  448x448 tensors at the paper's 448→224) is recomputed in the backward
+  pass instead of stored (config.model.remat)."""
+  config.resizer = resizer_config(choice, in_size, out_size, antialias)
+  if config.resizer.kind == 'none':
+    config.resizer.antialias = False
+    config.input.antialias = antialias
+  if remat and config.resizer.kind in ('learned', 'muller'):
+    config.model.remat = 'resizer'
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -191,8 +230,8 @@ def imagenet_config(arg: str | None, backbone: str,
                   antialias=False, weights='')
   config = base_config()
   config.model.name = backbone
-  config.resizer = resizer_config(arg.resizer, arg.res, arg.out, arg.antialias)
-  config.model.remat = remat_for(config.resizer)
+  set_resizer(config, arg.resizer, arg.res, arg.out, arg.antialias,
+              remat=True)
   init_backbone_from(config, arg.weights)
   return config
 
@@ -210,8 +249,8 @@ def ava_config(arg: str | None, backbone: str) -> ml_collections.ConfigDict:
       # Mild crops: a tight crop changes what raters judged.
       crop_area_range=(0.6, 1.0), eval_crop_fraction=1.0)
   config.model.update(name=backbone, num_classes=10)
-  config.resizer = resizer_config(arg.resizer, arg.res, arg.out, arg.antialias)
-  config.model.remat = remat_for(config.resizer)
+  set_resizer(config, arg.resizer, arg.res, arg.out, arg.antialias,
+              remat=True)
   # Fine-tuning from ImageNet weights (config.init_from), as NIMA and the
   # paper do: the 'fine-tuning' learning rate of the classification recipe.
   config.optim.update(learning_rate=0.005, weight_decay=4e-5)

@@ -28,8 +28,8 @@ def get_config(arg=None):
       crop_area_range=(1.0, 1.0), aspect_ratio_range=(1.0, 1.0), flip=False,
       eval_crop_fraction=1.0)
   config.model.update(name=arg.backbone, num_classes=4, dtype='float32')
-  config.resizer = common.resizer_config(arg.resizer, in_size=128, out_size=32,
-                                         antialias=arg.antialias)
+  common.set_resizer(config, arg.resizer, in_size=128, out_size=32,
+                     antialias=arg.antialias)
   config.loss.label_smoothing = 0.0
   config.optim.update(name='adam', learning_rate=2e-3, schedule='cosine',
                       warmup_epochs=0.5, weight_decay=0.0)

@@ -27,8 +27,8 @@ def get_config(arg=None):
       shuffle_buffer=1024, cache_train=True, crop_area_range=(0.6, 1.0),
       eval_crop_fraction=1.0)
   config.model.update(name='resnet_demo', num_classes=10, dtype='float32')
-  config.resizer = common.resizer_config(arg.resizer, in_size=128, out_size=32,
-                                         antialias=arg.antialias)
+  common.set_resizer(config, arg.resizer, in_size=128, out_size=32,
+                     antialias=arg.antialias)
   config.loss.label_smoothing = 0.0
   config.optim.update(name='adam', learning_rate=1e-3, schedule='cosine',
                       warmup_epochs=1.0, weight_decay=0.0)

@@ -18,8 +18,7 @@ def get_config(arg=None):
   config.input.update(dataset='imagenette/full-size-v2', batch_size=128,
                       eval_batch_size=128)
   config.model.update(name='resnet50', num_classes=10)
-  config.resizer = common.resizer_config(arg.resizer, arg.res, arg.out,
-                                         arg.antialias)
+  common.set_resizer(config, arg.resizer, arg.res, arg.out, arg.antialias)
   config.optim.update(schedule='cosine', learning_rate=0.1, warmup_epochs=2.0,
                       weight_decay=5e-5)
   config.num_epochs = 60.0

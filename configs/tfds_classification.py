@@ -24,8 +24,7 @@ def get_config(arg=None):
                       eval_split=arg.eval_split, batch_size=arg.batch,
                       eval_batch_size=arg.batch)
   config.model.update(name=arg.backbone, num_classes=arg.classes)
-  config.resizer = common.resizer_config(arg.resizer, arg.res, arg.out,
-                                         arg.antialias)
+  common.set_resizer(config, arg.resizer, arg.res, arg.out, arg.antialias)
   config.optim.update(schedule='cosine', learning_rate=0.1, warmup_epochs=2.0,
                       weight_decay=5e-5)
   config.num_epochs = arg.epochs

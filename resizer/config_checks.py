@@ -45,6 +45,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
+  # float16's narrow exponent range underflows small gradients to zero
+  # unless the loss is scaled, which this trainer does not do.
+  _require(config.model.get('dtype') != 'float16', 'model.dtype',
+           config.model.get('dtype'), "'bfloat16' (float32's exponent range "
+           "at float16's memory; float16 would need loss scaling, which this "
+           "trainer does not do) or 'float32'")
+
   inp = config.input
   for key in ('batch_size', 'eval_batch_size'):
     _positive_int(config, f'input.{key}')

@@ -20,6 +20,7 @@ import flax
 import ml_collections
 
 from resizer import paths
+from resizer.models import composite
 
 # Keys a resume may change freely: where things are, how often the run
 # reports, and what this launch does (not what training computes).
@@ -33,6 +34,9 @@ FREE_KEYS = (
     # Recomputing instead of storing changes memory, not results.
     'model.remat',
 )
+
+
+SIZE_KEYS = ('resizer.in_size', 'resizer.out_size')
 
 
 class ConfigChangedError(ValueError):
@@ -53,7 +57,19 @@ def config_changes(recorded: dict, config: ml_collections.ConfigDict
   old, new = _flat(recorded), _flat(config)
   return [(k, old.get(k, '<absent>'), new.get(k, '<absent>'))
           for k in sorted(old.keys() | new.keys())
-          if k not in FREE_KEYS and old.get(k) != new.get(k)]
+          if k not in FREE_KEYS and _comparable(k, old.get(k))
+          != _comparable(k, new.get(k))]
+
+
+def _comparable(key: str, value: Any) -> Any:
+  """Sizes as (height, width), however they were written (448, [448, 448],
+  '448x448')."""
+  if key in SIZE_KEYS and value is not None:
+    try:
+      return composite.as_size(value, key)
+    except ValueError:
+      pass
+  return value
 
 
 def check_resume(workdir: paths.PathLike, config: ml_collections.ConfigDict,

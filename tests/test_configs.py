@@ -7,11 +7,13 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import common
-from resizer import config_checks, train
+from resizer import config_checks, input_pipeline, train
 from resizer.models import composite
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), '..', 'configs')
@@ -80,9 +82,58 @@ def test_imagenet_config_runs_one_step_under_mock_data(name, tmp_path):
 
 @pytest.mark.parametrize('arg, match', [
     ('resizer=magic', "resizer='magic'.*bicubic"),
-    ('res=big', 'res=.*must be of type int'),
+    ('res=big', r"res='big' must be a size: N \(square\) or HxW"),
     ('colour=red', "'colour=red'.*expected key=value"),
 ])
 def test_bad_config_argument_names_itself(arg, match):
   with pytest.raises(ValueError, match=match):
     load('imagenet_densenet', arg)
+
+
+# ------------------------------------------------- options that do what they say
+
+def test_non_square_sizes_from_the_config_argument():
+  config = common.imagenet_config('res=448x336,out=224x168', 'resnet50')
+  assert composite.as_size(config.resizer.in_size, 'in') == (448, 336)
+  assert composite.as_size(config.resizer.out_size, 'out') == (224, 168)
+  model = composite.build_model(config)
+  logits = jax.eval_shape(
+      lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0],
+      jnp.zeros((1, 448, 336, 3), jnp.uint8))
+  assert logits.shape == (1, 1000)
+
+
+def test_antialias_with_resizer_none_acts_on_the_pipeline():
+  """The pipeline does the only resize, so that is where antialias goes:
+  its output changes (a grating finer than the target pixel)."""
+  config = common.imagenet_config('resizer=none,antialias=true', 'resnet50')
+  assert config.input.antialias and not config.resizer.antialias
+  plain = common.imagenet_config('resizer=none', 'resnet50')
+  assert not plain.input.antialias
+  x = np.arange(256)
+  grating = (127.5 + 127 * np.sin(2.6 * x))[None, :, None] * np.ones((256, 1, 3))
+  encoded = tf.io.encode_png(grating.astype(np.uint8))
+  images = [input_pipeline.eval_image(encoded, c.input, (32, 32)).numpy()
+            for c in (config, plain)]
+  assert np.abs(images[0].astype(int) - images[1]).max() > 10
+
+
+@pytest.mark.parametrize('edit, match', [
+    (dict(kind='none', in_size=224), "antialias=True does nothing with "
+     r"config.resizer \(kind='none'\) \(the input pipeline resizes"),
+    (dict(kind='fixed', interpolation='nearest'),
+     "antialias=True does nothing with .* interpolation='nearest'"),
+])
+def test_antialias_that_would_change_nothing_is_refused(edit, match):
+  config = common.imagenet_config('res=448', 'resnet50')
+  config.resizer.update(antialias=True, **edit)
+  with pytest.raises(config_checks.ConfigError, match=match):
+    config_checks.validate(config, 1, 1)
+
+
+def test_float16_is_refused_pointing_to_bfloat16():
+  config = common.imagenet_config(None, 'resnet50')
+  config.model.dtype = 'float16'
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"model.dtype='float16'.*'bfloat16'.*loss scaling"):
+    config_checks.validate(config, 1, 1)

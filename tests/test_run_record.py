@@ -112,6 +112,16 @@ def test_reporting_keys_may_change_on_resume(tmp_path):
   assert results['steps'] == 2
 
 
+def test_a_size_written_another_way_is_the_same_size():
+  recorded = json.loads(tiny_config().to_json())
+  for same in ('48x48', (48, 48), [48, 48]):
+    assert run_record.config_changes(
+        recorded, tiny_config(**{'resizer.in_size': same})) == []
+  assert run_record.config_changes(
+      recorded, tiny_config(**{'resizer.in_size': '48x40'})) == [
+          ('resizer.in_size', 48, '48x40')]
+
+
 # --------------------------------------------------------------- the record
 
 def test_eval_only_and_a_finished_rerun_keep_the_training_record(tmp_path):

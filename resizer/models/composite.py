@@ -15,6 +15,7 @@
 Sizes are an int (square) or a (height, width) pair.
 """
 
+import re
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
@@ -88,14 +89,20 @@ class ResizerBackbone(nn.Module):
 
 
 def as_size(value: Any, key: str) -> tuple[int, int]:
-  """An int or (h, w) pair from a config, as a (h, w) tuple; names `key` if bad."""
+  """A size from a config as a (height, width) tuple: an int (square), a
+  (height, width) pair, or their command-line text ('448', '448x336');
+  names `key` if bad."""
+  if isinstance(value, str) and re.fullmatch(r'\d+(x\d+)?', value):
+    value = tuple(int(v) for v in value.split('x'))
+    value = value[0] if len(value) == 1 else value
   pair = (value, value) if isinstance(value, int) else value
-  if (isinstance(pair, Sequence) and len(pair) == 2
+  if (isinstance(pair, Sequence) and not isinstance(pair, str)
+      and len(pair) == 2
       and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
               for v in pair)):
     return tuple(pair)
-  raise ValueError(f'{key}={value!r} is invalid; expected a positive integer '
-                   'or a (height, width) pair of positive integers.')
+  raise ValueError(f'{key}={value!r} is invalid; expected a positive integer, '
+                   'a (height, width) pair of positive integers, or HxW.')
 
 
 def _with_key(prefix: str, fn, **kwargs):
@@ -122,6 +129,15 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
   common = dict(out_size=out_size,
                 interpolation=cfg.get('interpolation', 'bilinear'),
                 antialias=cfg.get('antialias', False))
+  if common['antialias'] and (kind == 'none'
+                              or common['interpolation'] == 'nearest'):
+    # jax.image.resize ignores antialias for 'nearest'; 'none' resizes
+    # nothing. A flag that changes nothing is refused, not ignored.
+    raise ValueError(
+        f'config.resizer.antialias=True does nothing with {prefix}'
+        + (" (the input pipeline resizes: set config.input.antialias, or "
+           "use the argument antialias=true, which does)" if kind == 'none'
+           else " and interpolation='nearest'") + '.')
   if kind == 'none':
     if in_size != out_size:
       raise ValueError(
