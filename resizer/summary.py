@@ -41,6 +41,14 @@ def forward_gflops(model, variables, in_size: tuple[int, int]) -> float:
   return lowered.cost_analysis()['flops'] / 1e9
 
 
+def conv_weights(params: Any) -> int:
+  """Number of convolution-kernel weights (4-D `kernel`s) in `params`: the
+  count the paper reports for its resizer (no BatchNorm, no biases)."""
+  return sum(int(x.size) for path, x in
+             jax.tree_util.tree_flatten_with_path(params)[0]
+             if getattr(path[-1], 'key', None) == 'kernel' and x.ndim == 4)
+
+
 def model_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Parameter counts, resolutions and GFLOPs of `config`'s model."""
   model = composite.build_model(config)
@@ -60,6 +68,7 @@ def model_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
       in_size=list(in_size),
       out_size=list(out_size),
       resizer_params=resizer_params,
+      resizer_conv_weights=conv_weights(params.get('resizer', {})),
       backbone_params=backbone_params,
       trainable_params=resizer_params + backbone_params,
       resizer_batch_stats=count(stats.get('resizer', {})),
@@ -79,7 +88,8 @@ def format_summary(s: dict[str, Any]) -> str:
       ('resizer', resizer),
       ('input → output', f"{s['in_size'][0]}x{s['in_size'][1]} → "
                          f"{s['out_size'][0]}x{s['out_size'][1]}"),
-      ('resizer params', f"{s['resizer_params']:,}"),
+      ('resizer params', f"{s['resizer_params']:,} (conv weights "
+                         f"{s['resizer_conv_weights']:,})"),
       ('backbone params', f"{s['backbone_params']:,}"),
       ('trainable params', f"{s['trainable_params']:,}"),
       ('BN statistics', f"{s['batch_stats']:,} "

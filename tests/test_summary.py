@@ -11,6 +11,8 @@ from resizer import summary
 def test_imagenet_densenet_summary_counts():
   s = summary.model_summary(imagenet_densenet.get_config())
   assert s['resizer_params'] == 12_035
+  # The paper's count: convolution kernels only.
+  assert s['resizer_conv_weights'] == 11_872
   assert s['backbone_params'] == 7_978_856
   assert s['batch_stats'] == 83_648 + 128
   assert s['total_params'] == 7_978_856 + 12_035 + 83_648 + 128
