@@ -82,7 +82,8 @@ def compile_step(config, batch_size: int, execute: bool = True):
   batch = (jax.device_put(batch, sharding) if execute else
            {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
             for k, v in batch.items()})
-  step = train.make_train_step(model, tx, task, schedule, mesh)
+  step = train.make_train_step(model, tx, task, schedule, mesh,
+                               config.optim.get('accumulate_steps', 1))
   t0 = time.perf_counter()
   compiled = step.lower(state, batch, jax.random.key(1)).compile()
   return compiled, state, batch, time.perf_counter() - t0

@@ -174,6 +174,7 @@ def base_config() -> ml_collections.ConfigDict:
       warmup_epochs=0.0,
       weight_decay=4e-5,           # on kernels only; L2 added to gradients (decoupled for adamw)
       grad_clip_norm=0.0,          # 0: no clipping
+      accumulate_steps=1,          # > 1: each step's batch as that many micro-batches
       resizer_lr_mult=1.0,
       backbone_lr_mult=1.0,
       freeze='',                   # '' | 'resizer' | 'backbone'

@@ -68,6 +68,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _require(inp.interpolation in TF_RESIZE_METHODS, 'input.interpolation',
            inp.interpolation, f'one of {list(TF_RESIZE_METHODS)}')
 
+  accumulate = config.optim.get('accumulate_steps', 1)
+  _positive_int(config, 'optim.accumulate_steps')
+  _require(inp.batch_size % (num_devices * accumulate) == 0,
+           'optim.accumulate_steps', accumulate,
+           f'a divisor of input.batch_size ({inp.batch_size}) / the device '
+           f'count ({num_devices})')
+
   _require(config.optim.learning_rate > 0, 'optim.learning_rate',
            config.optim.learning_rate, 'a positive number')
   for part in optim.PARTS:

@@ -37,6 +37,8 @@ FREE_KEYS = (
 
 
 SIZE_KEYS = ('resizer.in_size', 'resizer.out_size')
+# Keys added after runs were recorded: absent from a record means this value.
+ADDED_KEYS = {'optim.accumulate_steps': 1}
 
 
 class ConfigChangedError(ValueError):
@@ -54,7 +56,7 @@ def config_changes(recorded: dict, config: ml_collections.ConfigDict
                    ) -> list[tuple[str, Any, Any]]:
   """(key, recorded value, new value) for every key outside FREE_KEYS that
   differs, is new or is gone."""
-  old, new = _flat(recorded), _flat(config)
+  old, new = {**ADDED_KEYS, **_flat(recorded)}, _flat(config)
   return [(k, old.get(k, '<absent>'), new.get(k, '<absent>'))
           for k in sorted(old.keys() | new.keys())
           if k not in FREE_KEYS and _comparable(k, old.get(k))

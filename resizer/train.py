@@ -56,17 +56,25 @@ def make_init(model, tx, in_size: tuple[int, int], mesh):
   return init
 
 
-def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh):
+def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
+                    accumulate_steps: int = 1):
   """The jitted, data-parallel step (state, global batch, rng) → (state,
-  metrics). The state is donated."""
+  metrics). The state is donated.
 
-  def train_step(state, batch, rng):
-    """One step on this device's shard of the batch; runs under shard_map."""
-    rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
+  With `accumulate_steps` k > 1, each device runs its shard as k
+  micro-batches in sequence (a quarter of the activations at k=4) and the
+  step applies their mean gradient: the gradient of the global batch's mean
+  loss, as without accumulation. BatchNorm normalises each micro-batch with
+  its own statistics (over all devices' micro-batches with cross-device
+  BN), and the running averages move once per step, by the mean of the
+  micro-batches' statistics, as per-device BN averages devices."""
+
+  def micro_step(params, batch_stats, batch, rng):
+    """(loss, grads, new batch_stats, metrics) of one (micro-)batch."""
 
     def loss_fn(params):
       logits, new_vars = model.apply(
-          {'params': params, 'batch_stats': state['batch_stats']},
+          {'params': params, 'batch_stats': batch_stats},
           batch['image'], train=True, mutable=['batch_stats'],
           rngs={'dropout': rng})
       # The mean over the *global* batch (every shard has the same size).
@@ -78,13 +86,40 @@ def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh):
       return loss, (logits, new_vars)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (logits, new_vars)), grads = grad_fn(state['params'])
+    (loss, (logits, new_vars)), grads = grad_fn(params)
+    metrics = {k: jnp.mean(v)
+               for k, v in task.train_metrics(logits, batch).items()}
+    return loss, grads, new_vars.get('batch_stats', {}), metrics
+
+  def train_step(state, batch, rng):
+    """One step on this device's shard of the batch; runs under shard_map."""
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
+    params = state['params']
+    if accumulate_steps == 1:
+      loss, grads, batch_stats, step_metrics = micro_step(
+          params, state['batch_stats'], batch, rng)
+    else:
+      micro_batches = jax.tree.map(
+          lambda x: x.reshape(accumulate_steps, -1, *x.shape[1:]), batch)
+
+      def run(i):
+        return micro_step(params, state['batch_stats'],
+                          jax.tree.map(lambda x: x[i], micro_batches),
+                          jax.random.fold_in(rng, i))
+
+      def accumulate(total, i):
+        return jax.tree.map(jnp.add, total, run(i)), None
+
+      # The first micro-batch starts the sum: its outputs carry the types
+      # (device-varying or not) the scan's carry must keep.
+      total, _ = jax.lax.scan(accumulate, run(0),
+                              jnp.arange(1, accumulate_steps))
+      loss, grads, batch_stats, step_metrics = jax.tree.map(
+          lambda x: x / accumulate_steps, total)
     # Per-device statistics still leave one replicated running average.
-    batch_stats = jax.lax.pmean(new_vars.get('batch_stats', {}), AXIS)
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    step_metrics = {k: jnp.mean(v)
-                    for k, v in task.train_metrics(logits, batch).items()}
+    batch_stats = jax.lax.pmean(batch_stats, AXIS)
+    updates, opt_state = tx.update(grads, state['opt_state'], params)
+    params = optax.apply_updates(params, updates)
     step_metrics = jax.lax.pmean(step_metrics, AXIS)
     step_metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     step_metrics['learning_rate'] = lr_schedule(state['step'])
@@ -220,7 +255,8 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
                                  jax.process_count(), write=is_writer)
 
   # ------------------------------------------------------ train & eval steps
-  p_train_step = make_train_step(model, tx, task, lr_schedule, mesh)
+  p_train_step = make_train_step(model, tx, task, lr_schedule, mesh,
+                                 config.optim.accumulate_steps)
   p_eval_step = make_eval_step(eval_model, task, mesh)
 
   def to_global(batch):

@@ -122,6 +122,15 @@ def test_a_size_written_another_way_is_the_same_size():
           ('resizer.in_size', 48, '48x40')]
 
 
+def test_a_key_added_since_the_record_was_written_reads_as_its_default():
+  recorded = json.loads(tiny_config().to_json())
+  del recorded['optim']['accumulate_steps']
+  assert run_record.config_changes(recorded, tiny_config()) == []
+  assert run_record.config_changes(
+      recorded, tiny_config(**{'optim.accumulate_steps': 2})) == [
+          ('optim.accumulate_steps', 1, 2)]
+
+
 # --------------------------------------------------------------- the record
 
 def test_eval_only_and_a_finished_rerun_keep_the_training_record(tmp_path):

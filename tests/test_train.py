@@ -86,6 +86,18 @@ def test_eval_counts_every_example_once(tmp_path):
     assert padded['eval'][k] == pytest.approx(whole['eval'][k], rel=1e-5)
 
 
+def test_accumulation_and_remat_train_through_the_trainer(tmp_path):
+  """config.optim.accumulate_steps and config.model.remat reach the step:
+  two micro-batches per device, the resizer recomputed."""
+  results = run(tiny_config(**{'total_steps': 2, 'optim.accumulate_steps': 2,
+                               'input.batch_size': 16,
+                               'model.remat': 'resizer'}), tmp_path)
+  assert results['steps'] == 2 and np.isfinite(results['eval']['loss'])
+  recorded = json.loads((tmp_path / 'config.json').read_text())
+  assert recorded['optim']['accumulate_steps'] == 2
+  assert recorded['model']['remat'] == 'resizer'
+
+
 def test_eval_only_evaluates_the_latest_checkpoint(tmp_path):
   trained = run(tiny_config(), tmp_path)
   again = run(tiny_config(eval_only=True), tmp_path)
