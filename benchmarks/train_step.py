@@ -70,7 +70,9 @@ def compile_step(config, batch_size: int, execute: bool = True):
   task = tasks.get_task(config)
   model = composite.build_model(config, bn_axis_name=train.AXIS)
   tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
-  init = train.make_init(composite.build_model(config), tx, in_size, mesh)
+  ema_decay = config.get('ema_decay', 0.0)
+  init = train.make_init(composite.build_model(config), tx, in_size, mesh,
+                         ema=ema_decay > 0)
   state = (init(jax.random.key(0)) if execute
            else jax.eval_shape(init, jax.random.key(0)))
   rng = np.random.default_rng(0)
@@ -83,7 +85,8 @@ def compile_step(config, batch_size: int, execute: bool = True):
            {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
             for k, v in batch.items()})
   step = train.make_train_step(model, tx, task, schedule, mesh,
-                               config.optim.get('accumulate_steps', 1))
+                               config.optim.get('accumulate_steps', 1),
+                               ema_decay)
   t0 = time.perf_counter()
   compiled = step.lower(state, batch, jax.random.key(1)).compile()
   return compiled, state, batch, time.perf_counter() - t0

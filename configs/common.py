@@ -182,6 +182,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_epochs = 90.0
   config.total_steps = 0           # > 0 overrides num_epochs
   config.bn_cross_device = True    # False: per-device BatchNorm statistics
+  # > 0 (e.g. 0.9999): also keep an exponential moving average of the
+  # weights, checkpointed and evaluated beside them (eval_ema/ in TensorBoard
+  # and results.json); python -m resizer.export --ema exports it.
+  config.ema_decay = 0.0
 
   config.log_every_steps = 100
   config.eval_every_steps = 5_000  # and always at the end

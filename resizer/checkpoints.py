@@ -212,7 +212,7 @@ def _model_arrays(tree) -> dict[str, tuple[int, ...]]:
   """{path: shape} of the parameters and BN statistics (nested dicts, whose
   paths read the same in a target and in Orbax's metadata)."""
   return {c + jax.tree_util.keystr(p): tuple(x.shape)
-          for c in ('params', 'batch_stats')
+          for c in ('params', 'batch_stats', 'ema_params')
           for p, x in jax.tree_util.tree_flatten_with_path(tree.get(c, {}))[0]}
 
 
@@ -332,17 +332,21 @@ def read_json(path: paths.PathLike) -> Any:
   return json.loads(paths.resolve(path).read_text())
 
 
-def load_run(workdir: paths.PathLike
+def load_run(workdir: paths.PathLike, ema: bool = False
              ) -> tuple[ml_collections.ConfigDict, State, int]:
   """(config, {'params', 'batch_stats'}, step) of the latest checkpoint of a
-  run written by resizer.main, on this process's first device."""
+  run written by resizer.main, on this process's first device; with `ema`,
+  'params' are the run's EMA weights (config.ema_decay > 0)."""
   path = paths.resolve(workdir) / 'config.json'
   if not path.exists():
     raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
                             'written by resizer.main?')
   config = ml_collections.ConfigDict(read_json(path))
   state = load(workdir)
-  return config, {'params': state['params'],
+  if ema and 'ema_params' not in state:
+    raise ValueError(f'{workdir} kept no EMA weights (its config.ema_decay '
+                     'is 0); export its own weights instead.')
+  return config, {'params': state['ema_params' if ema else 'params'],
                   'batch_stats': state['batch_stats']}, int(state['step'])
 
 

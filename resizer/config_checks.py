@@ -81,6 +81,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     key = f'{part}_lr_mult'
     _require(config.optim[key] >= 0, f'optim.{key}', config.optim[key],
              'a number >= 0')
+  ema_decay = config.get('ema_decay', 0.0)
+  _require(0 <= ema_decay < 1, 'ema_decay', ema_decay,
+           'a number in [0, 1) (0: no EMA)')
   _positive_int(config, 'total_steps', allow_zero=True)
   _require(config.total_steps > 0 or config.num_epochs > 0, 'num_epochs',
            config.num_epochs, 'a positive number when total_steps is 0')

@@ -56,16 +56,16 @@ def _save(fn: Callable, variables, in_size: tuple[int, int], output: str,
   tf.saved_model.save(module, path, signatures={'serving_default': serve})
 
 
-def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS
-           ) -> dict:
+def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS,
+           ema: bool = False) -> dict:
   """Exports the latest checkpoint of the run in `workdir` to `out`
-  (which must not exist yet; either may be gs://); returns what
-  `out/export.json` holds."""
+  (which must not exist yet; either may be gs://), with its EMA weights if
+  `ema`; returns what `out/export.json` holds."""
   out = paths.resolve(out)
   if out.exists():
     raise FileExistsError(f'--out={out!r} already exists; choose a new '
                           'directory (nothing was overwritten).')
-  config, variables, step = checkpoints.load_run(workdir)
+  config, variables, step = checkpoints.load_run(workdir, ema=ema)
   config.model.dtype = 'float32'
   model = composite.build_model(config)
   in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
@@ -85,7 +85,7 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS
   _save(logits, variables, in_size, 'logits', str(out / 'model'), platforms)
   description = dict(
       workdir=str(paths.resolve(workdir)),
-      step=step,
+      step=step, weights='ema' if ema else 'trained',
       in_size=list(in_size), out_size=list(out_size),
       resizer=config.resizer.kind, backbone=config.model.name,
       num_classes=config.model.num_classes, task=config.get('task'),
@@ -103,7 +103,7 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
   args = flags.FLAGS
   try:
-    description = export(args.workdir, args.out, args.platforms)
+    description = export(args.workdir, args.out, args.platforms, args.ema)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     sys.exit(f'error: {e}')
   print(json.dumps(description, indent=2))
@@ -114,5 +114,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'New directory for the SavedModels.')
   flags.DEFINE_list('platforms', list(PLATFORMS),
                     'Platforms the SavedModels run on (cpu, cuda, tpu).')
+  flags.DEFINE_bool('ema', False, "Export the run's EMA weights "
+                    '(config.ema_decay > 0) instead of its own.')
   flags.mark_flags_as_required(['workdir', 'out'])
   app.run(main)

@@ -38,7 +38,7 @@ FREE_KEYS = (
 
 SIZE_KEYS = ('resizer.in_size', 'resizer.out_size')
 # Keys added after runs were recorded: absent from a record means this value.
-ADDED_KEYS = {'optim.accumulate_steps': 1}
+ADDED_KEYS = {'optim.accumulate_steps': 1, 'ema_decay': 0.0}
 
 
 class ConfigChangedError(ValueError):

@@ -41,23 +41,27 @@ AXIS = 'data'
 # Built by functions so that benchmarks and multi-process tests run exactly
 # the step that training runs.
 
-def make_init(model, tx, in_size: tuple[int, int], mesh):
-  """A jitted rng → initial state, created replicated over `mesh`."""
+def make_init(model, tx, in_size: tuple[int, int], mesh, ema: bool = False):
+  """A jitted rng → initial state, created replicated over `mesh`; with
+  `ema`, the state also holds 'ema_params', starting at the parameters."""
 
   @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P()))
   def init(rng):
     images = jnp.zeros((1, *in_size, 3), jnp.uint8)
     variables = model.init({'params': rng, 'dropout': rng}, images, train=False)
-    return {'step': jnp.zeros((), jnp.int32),
-            'params': variables['params'],
-            'batch_stats': variables.get('batch_stats', {}),
-            'opt_state': tx.init(variables['params'])}
+    state = {'step': jnp.zeros((), jnp.int32),
+             'params': variables['params'],
+             'batch_stats': variables.get('batch_stats', {}),
+             'opt_state': tx.init(variables['params'])}
+    if ema:
+      state['ema_params'] = variables['params']
+    return state
 
   return init
 
 
 def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
-                    accumulate_steps: int = 1):
+                    accumulate_steps: int = 1, ema_decay: float = 0.0):
   """The jitted, data-parallel step (state, global batch, rng) → (state,
   metrics). The state is donated.
 
@@ -67,7 +71,10 @@ def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
   loss, as without accumulation. BatchNorm normalises each micro-batch with
   its own statistics (over all devices' micro-batches with cross-device
   BN), and the running averages move once per step, by the mean of the
-  micro-batches' statistics, as per-device BN averages devices."""
+  micro-batches' statistics, as per-device BN averages devices.
+
+  A state with 'ema_params' moves them towards the updated parameters:
+  ema ← ema_decay · ema + (1 − ema_decay) · params."""
 
   def micro_step(params, batch_stats, batch, rng):
     """(loss, grads, new batch_stats, metrics) of one (micro-)batch."""
@@ -125,6 +132,9 @@ def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
     step_metrics['learning_rate'] = lr_schedule(state['step'])
     new_state = {'step': state['step'] + 1, 'params': params,
                  'batch_stats': batch_stats, 'opt_state': opt_state}
+    if 'ema_params' in state:
+      new_state['ema_params'] = optax.incremental_update(
+          params, state['ema_params'], step_size=1 - ema_decay)
     return new_state, step_metrics
 
   return jax.jit(
@@ -218,7 +228,8 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
   tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
                                          total_steps)
 
-  init = make_init(eval_model, tx, in_size, mesh)
+  use_ema = config.get('ema_decay', 0.0) > 0
+  init = make_init(eval_model, tx, in_size, mesh, ema=use_ema)
   rng = jax.random.key(config.seed)
   state = init(jax.random.fold_in(rng, 0))
 
@@ -234,6 +245,8 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
     source = checkpoints.load(config.init_from.workdir,
                               sharding=NamedSharding(mesh, P()))
     state = checkpoints.warm_start(state, source, config.init_from.parts)
+    if use_ema:  # The average starts from the warm-started weights.
+      state['ema_params'] = state['params']
     logging.info('Warm-started %s from %s.', config.init_from.parts,
                  config.init_from.workdir)
   elif config.eval_only:
@@ -256,7 +269,8 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
 
   # ------------------------------------------------------ train & eval steps
   p_train_step = make_train_step(model, tx, task, lr_schedule, mesh,
-                                 config.optim.accumulate_steps)
+                                 config.optim.accumulate_steps,
+                                 config.get('ema_decay', 0.0))
   p_eval_step = make_eval_step(eval_model, task, mesh)
 
   def to_global(batch):
@@ -274,6 +288,19 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
     merged = {k: np.concatenate([np.asarray(o[k]) for o in gathered])
               for k in gathered[0]}
     return task.summarize(merged)
+
+  def evaluate_all(state) -> dict[str, dict[str, float]]:
+    """{'eval': the parameters' metrics, 'eval_ema': the EMA's (if kept)},
+    the EMA with the live BatchNorm statistics."""
+    metrics = {'eval': evaluate(state)}
+    if 'ema_params' in state:
+      metrics['eval_ema'] = evaluate({**state, 'params': state['ema_params']})
+    return metrics
+
+  def write_eval(step, metrics) -> None:
+    writer.write_scalars(step, {f'{name}/{k}': v
+                                for name, values in metrics.items()
+                                for k, v in values.items()})
 
   # ---------------------------------------------------------------- logging
   if is_writer and start_step > 0 and not config.eval_only:
@@ -297,12 +324,11 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
 
   if config.eval_only:
     mgr.close()
-    eval_metrics = evaluate(state)
-    writer.write_scalars(start_step, {f'eval/{k}': v
-                                      for k, v in eval_metrics.items()})
+    evaluations = evaluate_all(state)
+    write_eval(start_step, evaluations)
     writer.flush()
     # Appended to the run's record; training's own result stays.
-    evaluation = dict(step=start_step, eval=eval_metrics,
+    evaluation = dict(step=start_step, **evaluations,
                       num_devices=jax.device_count(), time=time.time(),
                       wall_time_sec=round(time.time() - start_time, 1))
     results = run_record.read_results(workdir) or results_record(
@@ -310,7 +336,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
     results.setdefault('evaluations', []).append(evaluation)
     if is_writer:
       run_record.write_results(workdir, results)
-    return {**results, 'eval': eval_metrics}
+    return {**results, **evaluations}
 
   # ------------------------------------------------------------------- loop
   train_iter = input_pipeline.train_batches(
@@ -324,7 +350,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
                                           logdir=str(workdir)))
   pending = []  # Per-step metrics still on device: no host sync every step.
   last_log_time, last_log_step = time.time(), start_step
-  eval_metrics = {}
+  evaluations = {}
   logging.info('Training from step %d to %d (%d steps per epoch).',
                start_step, total_steps, steps_per_epoch)
 
@@ -360,10 +386,9 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
           step % config.image_summary_every_steps == 0 or is_last):
         write_images(step, state)
       if step % config.eval_every_steps == 0 or is_last:
-        eval_metrics = evaluate(state)
-        writer.write_scalars(step, {f'eval/{k}': v
-                                    for k, v in eval_metrics.items()})
-        logging.info('Eval at step %d: %s', step, eval_metrics)
+        evaluations = evaluate_all(state)
+        write_eval(step, evaluations)
+        logging.info('Eval at step %d: %s', step, evaluations)
       if should_save:
         saver.save(state)
         segments.update(step)
@@ -379,10 +404,10 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
     watcher.close()
     saver.close()
   writer.flush()
-  if not eval_metrics:  # Nothing left to train: evaluate the restored state.
-    eval_metrics = evaluate(state)
+  if not evaluations:  # Nothing left to train: evaluate the restored state.
+    evaluations = evaluate_all(state)
   segments.update(int(state['step']))
-  results = results_record(config, model_info, eval_metrics,
+  results = results_record(config, model_info, evaluations,
                            int(state['step']), segments.all(),
                            task.main_metric)
   if is_writer:
@@ -427,16 +452,20 @@ def flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def results_record(config: ml_collections.ConfigDict,
-                   model_info: dict[str, Any], eval_metrics: dict[str, float],
+                   model_info: dict[str, Any],
+                   evaluations: dict[str, dict[str, float]],
                    steps: int, segments: list[dict[str, Any]],
                    main_metric: str) -> dict[str, Any]:
-  """What `results.json` holds: the setting, the final evaluation, and the
-  training segments with their total wall time."""
+  """What `results.json` holds: the setting, the final evaluation ('eval',
+  and 'eval_ema' with an EMA), and the training segments with their total
+  wall time."""
   return dict(
       config=config.get('name', ''), seed=config.seed,
       dataset=config.input.dataset, task=config.task,
       main_metric=main_metric, **model_info,
-      eval=eval_metrics, steps=steps, global_batch_size=config.input.batch_size,
+      eval=evaluations.get('eval', {}), **{
+          k: v for k, v in evaluations.items() if k != 'eval'},
+      steps=steps, global_batch_size=config.input.batch_size,
       dtype=config.model.dtype, num_devices=jax.device_count(),
       wall_time_sec=round(sum(s['wall_time_sec'] for s in segments), 1),
       segments=segments)

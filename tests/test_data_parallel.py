@@ -25,7 +25,7 @@ def sharded_step(c, state, batch, num_devices):
       c, bn_axis_name=train.AXIS if c.bn_cross_device else None)
   tx, schedule = case.optimizer(c)
   step = train.make_train_step(model, tx, tasks.get_task(c), schedule, mesh,
-                               c.optim.accumulate_steps)
+                               c.optim.accumulate_steps, c.ema_decay)
   state = jax.device_put(state, NamedSharding(mesh, P()))
   batch = jax.device_put(batch, NamedSharding(mesh, P(train.AXIS)))
   new_state, metrics = step(state, batch, jax.random.key(1))
@@ -108,3 +108,20 @@ def test_batchnorm_alone_separates_accumulation_from_one_large_batch():
   diff = max(np.abs(a - b).max() for a, b in zip(
       jax.tree.leaves(one_group['params']), jax.tree.leaves(actual['params'])))
   assert diff > 1e-4
+
+
+@pytest.mark.parametrize('num_devices', [1, 4])
+def test_the_weight_average_follows_the_updated_parameters(num_devices):
+  """ema ← d · ema + (1 − d) · params, on the parameters after the update,
+  computed here in numpy from the reference step."""
+  c = case.config()
+  c.ema_decay = 0.75
+  state, batch = case.initial_state(c), case.batch()
+  ema = jax.tree.map(lambda x: x + 1.0, state['params'])  # Not the params.
+  expected, _ = case.reference_step(c, state, batch)
+  actual, _ = sharded_step(c, {**state, 'ema_params': ema}, batch, num_devices)
+  assert_trees_close({k: v for k, v in actual.items() if k != 'ema_params'},
+                     expected)
+  assert_trees_close(actual['ema_params'], jax.tree.map(
+      lambda e, p: 0.75 * np.asarray(e) + 0.25 * np.asarray(p),
+      ema, expected['params']))

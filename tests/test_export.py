@@ -106,3 +106,25 @@ def test_existing_output_is_never_overwritten(exported):
 def test_missing_run_fails_naming_the_file(tmp_path):
   with pytest.raises(FileNotFoundError, match='config.json is missing'):
     export.export(str(tmp_path), str(tmp_path / 'out'))
+
+
+def test_ema_weights_are_exported_on_request(tmp_path, exported):
+  run(tiny_config(total_steps=2, ema_decay=0.5), tmp_path / 'run')
+  description = export.export(str(tmp_path / 'run'), str(tmp_path / 'out'),
+                              platforms=['cpu'], ema=True)
+  assert description['weights'] == 'ema'
+  state = checkpoints.load(str(tmp_path / 'run'))
+  x = images(2)
+  config, variables, _ = checkpoints.load_run(str(tmp_path / 'run'))
+  model = composite.build_model(config)
+  ema_logits = model.apply({**variables, 'params': state['ema_params']}, x,
+                           train=False)
+  own_logits = model.apply(variables, x, train=False)
+  exported_model = tf.saved_model.load(str(tmp_path / 'out' / 'model'))
+  logits = exported_model.signatures['serving_default'](images=x)['logits']
+  np.testing.assert_allclose(logits.numpy(), ema_logits, atol=1e-4)
+  assert np.abs(np.asarray(ema_logits) - np.asarray(own_logits)).max() > 1e-3
+  # A run without an average says so instead of exporting something else.
+  without, _ = exported
+  with pytest.raises(ValueError, match='kept no EMA weights'):
+    export.export(str(without / 'run'), str(tmp_path / 'none'), ema=True)

@@ -54,20 +54,28 @@ def test_short_run_writes_metrics_checkpoints_and_tensorboard(tmp_path):
   assert json.loads((tmp_path / 'results.json').read_text())['eval'] == ev
 
 
-def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
-  """k steps, stop, rerun to n: bitwise the same parameters and BN statistics
-  as n steps in one go (float32 on CPU, deterministic input)."""
+@pytest.mark.parametrize('ema_decay', [0.0, 0.5])
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path,
+                                                           ema_decay):
+  """k steps, stop, rerun to n: bitwise the same parameters, BN statistics
+  (and EMA) as n steps in one go (float32 on CPU, deterministic input)."""
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
-  run(tiny_config(total_steps=6, eval_every_steps=6), straight)
+  run(tiny_config(total_steps=6, eval_every_steps=6, ema_decay=ema_decay),
+      straight)
   run(tiny_config(total_steps=3, eval_every_steps=3,
-                  checkpoint_every_steps=3), resumed)
+                  checkpoint_every_steps=3, ema_decay=ema_decay), resumed)
   # The step schedule does not depend on total_steps: lengthening the run is
   # the same training, cut short the first time.
-  results = run(tiny_config(total_steps=6, eval_every_steps=6), resumed,
+  results = run(tiny_config(total_steps=6, eval_every_steps=6,
+                            ema_decay=ema_decay), resumed,
                 allow_config_change=True)
   assert results['steps'] == 6
+  assert ('eval_ema' in results) == (ema_decay > 0)
   a, b = final_params(straight), final_params(resumed)
-  for key in ('params', 'batch_stats', 'opt_state'):
+  keys = ('params', 'batch_stats', 'opt_state') + (
+      ('ema_params',) if ema_decay else ())
+  assert set(a) == {'step', *keys}
+  for key in keys:
     for x, y in zip(*(jax_leaves(t[key]) for t in (a, b))):
       np.testing.assert_array_equal(x, y)
 
