@@ -17,7 +17,9 @@ import time
 from typing import Any
 
 import flax
+import jax
 import ml_collections
+from absl import logging
 
 from resizer import paths
 from resizer.models import composite
@@ -140,6 +142,18 @@ def write_results(workdir: paths.PathLike, results: dict[str, Any]) -> None:
 
 
 def read_results(workdir: paths.PathLike) -> dict[str, Any] | None:
-  """results.json, or None before training first finished."""
+  """results.json, or None before training first finished. An unreadable
+  one is named, moved aside (process 0) and read as None: the run rebuilds
+  it from its checkpoint and segments.json."""
   path = paths.resolve(workdir) / 'results.json'
-  return json.loads(path.read_text()) if path.exists() else None
+  if not path.exists():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    aside = path.parent / f'results.json.unreadable-{time.strftime("%Y%m%d-%H%M%S")}'
+    logging.warning('%s is not valid JSON (%s); moving it to %s and '
+                    'rebuilding it.', path, e, aside)
+    if jax.process_index() == 0:
+      path.rename(aside)
+    return None

@@ -60,11 +60,14 @@ def model_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
   stats = variables.get('batch_stats', {})
   resizer_params = count(params.get('resizer', {}))
   backbone_params = count(params.get('backbone', {}))
+  # With kind 'none' the input pipeline's resize is the one the images get.
+  resize = (config.input if config.resizer.kind == 'none' and 'input' in config
+            else config.resizer)
   return dict(
       model=config.model.name,
       resizer=config.resizer.kind,
-      interpolation=config.resizer.interpolation,
-      antialias=bool(config.resizer.antialias),
+      interpolation=resize.interpolation,
+      antialias=bool(resize.antialias),
       in_size=list(in_size),
       out_size=list(out_size),
       resizer_params=resizer_params,

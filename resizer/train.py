@@ -254,11 +254,11 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
                             'checkpoint to evaluate.')
   start_step = int(state['step'])
   if (start_step >= total_steps and not config.eval_only and not config_changes
-      and (workdir / 'results.json').exists()):
+      and (finished := run_record.read_results(workdir)) is not None):
     mgr.close()
     logging.info('%s finished at step %d already: nothing to do.', workdir,
                  start_step)
-    return run_record.read_results(workdir)
+    return finished
   is_writer = jax.process_index() == 0
   if is_writer and not config.eval_only:
     # Checked (above) and restorable: the record for resizer.visualize,

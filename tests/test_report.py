@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from resizer import report
 
 
@@ -26,7 +28,7 @@ def test_seeds_of_one_setting_share_a_row_with_mean_and_std(tmp_path):
   dirs.append(write_run(tmp_path / 'b0', resizer='fixed', top1=0.5))
   text, errors = report.report(dirs)
   assert not errors
-  rows = [l for l in text.splitlines()[2:]]
+  rows = [l for l in text.split('\n\n')[0].splitlines()[2:]]
   assert len(rows) == 2
   learned = next(r for r in rows if '| learned |' in r)
   assert '92.0 ± 2.0' in learned and learned.rstrip().endswith('| 3 |')
@@ -51,3 +53,39 @@ def test_corrupt_or_missing_results_are_named_and_others_still_reported(tmp_path
   assert any('corrupt/results.json: not valid JSON' in e for e in errors)
   assert any('missing/results.json: missing' in e for e in errors)
   assert any("incomplete/results.json: missing keys ['eval']" in e for e in errors)
+
+
+def test_each_learned_setting_is_paired_with_the_cheapest_fixed_one_that_costs_as_much(
+    tmp_path):
+  """The learned resizer at 0.111 GFLOPs/img against a ladder of pipeline
+  resizes: its baseline is the 0.127 rung (least GFLOPs >= 0.111), not the
+  cheaper, weaker ones; gap and spread by hand."""
+  dirs = [write_run(tmp_path / f'learned{s}', seed=s, top1=t,
+                    gflops_per_image=0.111)
+          for s, t in enumerate([0.90, 0.92, 0.94])]
+  for size, gflops, tops in [(48, 0.03, [0.5]), (112, 0.097, [0.95, 0.97]),
+                             (128, 0.127, [0.80, 0.84, 0.82])]:
+    dirs += [write_run(tmp_path / f'none{size}_{s}', resizer='none', seed=s,
+                       top1=t, gflops_per_image=gflops, in_size=[size, size],
+                       out_size=[size, size]) for s, t in enumerate(tops)]
+  [row] = report.pairs([report.load_results(d) for d in dirs])
+  assert row['fixed'][0]['in_size'] == [128, 128]
+  assert row['gap'] == pytest.approx(92.0 - 82.0)
+  assert row['spread'] == pytest.approx(2.0)
+  text, errors = report.report(dirs, str(tmp_path / 'figure'))
+  assert not errors
+  line = next(l for l in text.splitlines() if l.startswith('| learned 128'))
+  assert ('| bilinear (pipeline) 128x128→128x128 | 0.127 | 82.00 ± 2.00 (n=3) '
+          '| +10.00 | 2.00 |') in line
+  png = (tmp_path / 'figure.png').read_bytes()
+  assert png.startswith(b'\x89PNG') and len(png) > 5000
+  assert b'<svg' in (tmp_path / 'figure.svg').read_bytes()[:1000]
+
+
+def test_a_learned_run_costlier_than_every_fixed_one_says_so(tmp_path):
+  dirs = [write_run(tmp_path / 'learned', gflops_per_image=1.0),
+          write_run(tmp_path / 'none', resizer='none', gflops_per_image=0.5)]
+  [row] = report.pairs([report.load_results(d) for d in dirs])
+  assert row['fixed'] is None
+  text, _ = report.report(dirs)
+  assert 'none costs as much' in text
