@@ -245,14 +245,15 @@ def time_in_turns(settings: list[Setting], steps: int, repeats: int
 
 
 def table(rows: list[dict]) -> str:
-  head = ['model', 'resizer', 'in→out', 'dtype', 'batch', 'step ms (min-max)',
+  head = ['model', 'resizer', 'in→out', 'dtype', 'remat', 'batch',
+          'step ms (min-max)',
           'ratio', 'img/s', 'GFLOPs/img', 'TFLOP/s', 'MFU', 'compile s',
           'peak GiB']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for r in rows:
     lines.append('| ' + ' | '.join(str(v) for v in [
         r['model'], r['resizer'], f"{r['in_size'][0]}→{r['out_size'][0]}",
-        r['dtype'], r['batch_size'],
+        r['dtype'], r['remat'], r['batch_size'],
         f"{r['step_ms_median']} ({r['step_ms_min']}-{r['step_ms_max']})",
         f"{r['ratio']:.3f}", r['images_per_sec'],
         r['train_gflops_per_image'], r['achieved_tflops'],
