@@ -30,6 +30,7 @@ ratio to the first setting is the median of the per-round ratios.
 import argparse
 import importlib.util
 import json
+import math
 import sys
 import time
 
@@ -121,11 +122,12 @@ def largest_batch(config, hbm_gib: float, multiple: int, start: int,
       needs[batch] = memory(compiled, batch)['total_mib']
     return needs[batch] <= hbm_gib * 1024
 
-  lo, hi = 0, start
+  lo, hi = 0, max(multiple, -(-start // multiple) * multiple)
   while fits(hi):
     lo, hi = hi, hi * 2
+  # lo fits (or is 0), hi does not; both are multiples of `multiple`.
   while hi - lo > multiple:
-    mid = (lo + hi) // 2 // multiple * multiple
+    mid = lo + (hi - lo) // 2 // multiple * multiple
     lo, hi = (mid, hi) if fits(mid) else (lo, mid)
   return lo
 
@@ -315,7 +317,10 @@ def main(argv=None) -> list[dict]:
   settings = [make_setting(args, spec) for spec in args.resizers.split(',')]
   if args.memory_only:
     hbm = [float(g) for g in filter(None, args.fit_hbm_gib.split(','))]
-    multiple = max(args.fit_multiple, jax.device_count())
+    # Every batch tried must shard over the devices and split into the
+    # micro-batches of gradient accumulation.
+    accumulate = settings[0].config.optim.get('accumulate_steps', 1)
+    multiple = math.lcm(args.fit_multiple, jax.device_count() * accumulate)
     rows = []
     for setting in settings:
       row = setting.memory_row()

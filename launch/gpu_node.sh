@@ -43,7 +43,8 @@ printf '%s\n' "${args[@]}" | grep -q -- '^--workdir=' || die "--workdir=... is r
 . "$(dirname "$0")/lib.sh"
 
 if [ ! -x "$venv/bin/python" ] || [ "$dry_run" = 1 ]; then
-  run python3 -m venv "$venv"
+  python=$(python_for_venv)
+  run "$python" -m venv "$venv"
   # The versions the tests ran with (see launch/pin.py).
   run "$venv/bin/pip" install -q -c launch/constraints.txt 'jax[cuda12]' -e .
 fi

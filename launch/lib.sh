@@ -21,3 +21,17 @@ run() {
     "$@"
   fi
 }
+
+# The Python to build a virtualenv with: jax needs >= 3.11, and
+# launch/constraints.txt was resolved for 3.11, so 3.11 comes first
+# (RESIZER_PYTHON overrides). TPU VM images ship 3.10.
+python_for_venv() {
+  local candidate
+  for candidate in "${RESIZER_PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+    [ -n "$candidate" ] && command -v "$candidate" > /dev/null \
+      && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      && { echo "$candidate"; return; }
+  done
+  echo "no Python >= 3.11 found; install one (sudo apt-get install -y python3.11 python3.11-venv) or set RESIZER_PYTHON" >&2
+  exit 2
+}

@@ -8,26 +8,21 @@ if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
   [ $# -ge 1 ] && exit 0 || exit 2
 fi
 venv="${RESIZER_VENV:-$HOME/resizer_venv}"
-# jax needs Python >= 3.11; TPU VM images ship 3.10 (tpu_vm.sh setup
-# installs python3.11 next to it).
-python_for_venv() {
-  local candidate
-  for candidate in "${RESIZER_PYTHON:-}" python3.13 python3.12 python3.11 python3; do
-    [ -n "$candidate" ] && command -v "$candidate" > /dev/null \
-      && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-      && { echo "$candidate"; return; }
-  done
-  echo "run_tpu.sh: no Python >= 3.11 found; install one (sudo apt-get install -y python3.11 python3.11-venv) or set RESIZER_PYTHON" >&2
-  exit 2
-}
-if [ ! -f "$venv/bin/activate" ]; then
+# shellcheck source=launch/lib.sh
+. "$(dirname "$0")/lib.sh"
+# A virtualenv built from other pins is rebuilt, so
+# every host of a slice runs launch/constraints.txt as it is now.
+stamp="$(sha256sum launch/constraints.txt | cut -d' ' -f1)"
+if [ ! -f "$venv/bin/activate" ] || [ "$(cat "$venv/.constraints" 2>/dev/null)" != "$stamp" ]; then
   python=$(python_for_venv)
+  rm -rf "$venv"
   "$python" -m venv "$venv"
   # shellcheck disable=SC1091
   . "$venv/bin/activate"
   pip install -q --upgrade pip
   # The same versions on every host of the slice (see launch/pin.py).
   pip install -q -c launch/constraints.txt 'jax[tpu]' -e .
+  echo "$stamp" > "$venv/.constraints"
 else
   # shellcheck disable=SC1091
   . "$venv/bin/activate"

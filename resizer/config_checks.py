@@ -45,6 +45,19 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
+  # jax.image.resize ignores antialias for 'nearest', and kind 'none'
+  # resizes nothing: a flag that would change nothing is refused. (Checked
+  # for new runs only: recorded configs from before still load.)
+  resizer = config.resizer
+  if resizer.get('antialias') and (resizer.kind == 'none'
+                                   or resizer.get('interpolation') == 'nearest'):
+    raise ConfigError(
+        f'config.resizer.antialias=True does nothing with config.resizer '
+        f'(kind={resizer.kind!r})'
+        + (" (the input pipeline resizes: set config.input.antialias, or "
+           "use the argument antialias=true, which does)."
+           if resizer.kind == 'none' else " and interpolation='nearest'."))
+
   # float16's narrow exponent range underflows small gradients to zero
   # unless the loss is scaled, which this trainer does not do.
   _require(config.model.get('dtype') != 'float16', 'model.dtype',
@@ -69,7 +82,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
            inp.interpolation, f'one of {list(TF_RESIZE_METHODS)}')
 
   accumulate = config.optim.get('accumulate_steps', 1)
-  _positive_int(config, 'optim.accumulate_steps')
+  _require(isinstance(accumulate, int) and not isinstance(accumulate, bool)
+           and accumulate >= 1, 'optim.accumulate_steps', accumulate,
+           'an integer >= 1')
   _require(inp.batch_size % (num_devices * accumulate) == 0,
            'optim.accumulate_steps', accumulate,
            f'a divisor of input.batch_size ({inp.batch_size}) / the device '

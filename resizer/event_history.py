@@ -26,6 +26,20 @@ def event_files(logdir: paths.PathLike) -> list[str]:
   return sorted(tf.io.gfile.glob(f'{paths.resolve(logdir)}/{PATTERN}'))
 
 
+def _read(path: str) -> tuple[list[bytes], bool]:
+  """(the records of an event file, whether its end was cut off): a killed
+  writer can leave half a record, which ends the reading, not the run."""
+  records = []
+  try:
+    for record in tf.data.TFRecordDataset(path):
+      records.append(record.numpy())
+  except tf.errors.DataLossError as e:
+    logging.warning('%s ends in a damaged record (%s); keeping the %d '
+                    'before it.', path, str(e).splitlines()[0], len(records))
+    return records, True
+  return records, False
+
+
 def drop_after(logdir: paths.PathLike, step: int) -> int:
   """Removes every event with a step after `step` from the event files in
   `logdir`, each file rewritten whole and renamed into place; returns how
@@ -33,12 +47,15 @@ def drop_after(logdir: paths.PathLike, step: int) -> int:
   are."""
   dropped = 0
   for path in event_files(logdir):
-    records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+    records, truncated = _read(path)
     kept = [r for r in records
             if event_pb2.Event.FromString(r).step <= step]
-    if len(kept) == len(records):
+    if len(kept) == len(records) and not truncated:
       continue
-    tmp = path + '.tmp'
+    # Not named like an event file, so TensorBoard never reads a half
+    # rewrite; renamed over the original when whole.
+    directory, name = path.rsplit('/', 1)
+    tmp = f'{directory}/.rewrite-{name.replace("tfevents", "events")}'
     with tf.io.TFRecordWriter(tmp) as out:
       for record in kept:
         out.write(record)

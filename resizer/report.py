@@ -91,9 +91,12 @@ def family(r: dict[str, Any]) -> str:
 
 
 def _main_values(group: list[dict[str, Any]]) -> np.ndarray:
+  """The group's main metric (in % where it is a fraction), over the seeds
+  whose evaluation has it."""
   r0 = group[0]
   scale = 100.0 if r0['main_metric'] in PERCENT_METRICS else 1.0
-  return np.asarray([r['eval'][r0['main_metric']] for r in group]) * scale
+  return np.asarray([r['eval'][r0['main_metric']] for r in group
+                     if r0['main_metric'] in r['eval']]) * scale
 
 
 def _std(values: np.ndarray) -> float:
@@ -101,19 +104,28 @@ def _std(values: np.ndarray) -> float:
 
 
 def pairs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-  """Each learned setting with its FLOP-matched fixed baseline (the fixed
-  setting of least GFLOPs/img >= its own; None if every fixed one costs
-  less): means, seed spreads and the gap in the main metric."""
-  groups = settings(runs)
-  fixed = sorted((g for g in groups if g[0]['resizer'] not in LEARNED),
-                 key=lambda g: g[0]['gflops_per_image'])
+  """Each learned setting with its FLOP-matched fixed baseline: among the
+  fixed settings of the same dataset, backbone and metric, those of least
+  GFLOPs/img >= its own, and of those the best (several fixed variants
+  share a resolution; the strongest is the fair one); None if every fixed
+  one costs less. With means, seed spreads and the gap in the main metric.
+  Settings without the main metric in any evaluation are left out."""
+  groups = [g for g in settings(runs) if len(_main_values(g))]
+
+  def comparable(g):
+    return tuple(g[0][k] for k in ('dataset', 'model', 'main_metric'))
+
   out = []
   for group in groups:
     r0 = group[0]
     if r0['resizer'] not in LEARNED:
       continue
-    match = next((g for g in fixed if g[0]['gflops_per_image']
-                  >= r0['gflops_per_image']), None)
+    costlier = [g for g in groups if g[0]['resizer'] not in LEARNED
+                and comparable(g) == comparable(group)
+                and g[0]['gflops_per_image'] >= r0['gflops_per_image']]
+    least = min((g[0]['gflops_per_image'] for g in costlier), default=None)
+    match = max((g for g in costlier if g[0]['gflops_per_image'] == least),
+                key=lambda g: _main_values(g).mean(), default=None)
     ours = _main_values(group)
     row = dict(learned=group, fixed=match, metric=r0['main_metric'],
                mean=float(ours.mean()), std=_std(ours))
@@ -167,6 +179,8 @@ def figure(runs: list[dict[str, Any]], path: str) -> list[str]:
   series = collections.defaultdict(list)
   for group in settings(runs):
     values = _main_values(group)
+    if not len(values):
+      continue
     series[family(group[0])].append(
         (group[0]['gflops_per_image'], values.mean(), _std(values)))
   fig, ax = plt.subplots(figsize=(6.4, 4.4))

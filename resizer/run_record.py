@@ -146,10 +146,10 @@ def read_results(workdir: paths.PathLike) -> dict[str, Any] | None:
   one is named, moved aside (process 0) and read as None: the run rebuilds
   it from its checkpoint and segments.json."""
   path = paths.resolve(workdir) / 'results.json'
-  if not path.exists():
-    return None
   try:
     return json.loads(path.read_text())
+  except FileNotFoundError:  # (Or just moved aside by process 0.)
+    return None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     aside = path.parent / f'results.json.unreadable-{time.strftime("%Y%m%d-%H%M%S")}'
     logging.warning('%s is not valid JSON (%s); moving it to %s and '

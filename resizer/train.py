@@ -245,8 +245,9 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
     source = checkpoints.load(config.init_from.workdir,
                               sharding=NamedSharding(mesh, P()))
     state = checkpoints.warm_start(state, source, config.init_from.parts)
-    if use_ema:  # The average starts from the warm-started weights.
-      state['ema_params'] = state['params']
+    if use_ema:  # The average starts from the warm-started weights, in
+      # buffers of its own: the step donates the state, buffer by buffer.
+      state['ema_params'] = jax.tree.map(jnp.copy, state['params'])
     logging.info('Warm-started %s from %s.', config.init_from.parts,
                  config.init_from.workdir)
   elif config.eval_only:
@@ -269,7 +270,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
 
   # ------------------------------------------------------ train & eval steps
   p_train_step = make_train_step(model, tx, task, lr_schedule, mesh,
-                                 config.optim.accumulate_steps,
+                                 config.optim.get('accumulate_steps', 1),
                                  config.get('ema_decay', 0.0))
   p_eval_step = make_eval_step(eval_model, task, mesh)
 

@@ -64,15 +64,20 @@ def initial_state(c) -> dict:
   return jax.device_get(state)
 
 
-def reference_step(c, state: dict, batch: dict, bn_groups: int = 1
+def reference_step(c, state: dict, batch: dict, bn_groups: int = 1,
+                   group_rows: list[np.ndarray] | None = None
                    ) -> tuple[dict, dict]:
-  """(new state, {'loss', 'grad_norm'}): one step on one device."""
+  """(new state, {'loss', 'grad_norm'}): one step on one device. BatchNorm
+  sees `bn_groups` contiguous blocks of rows, or the rows of each index
+  array in `group_rows`."""
   model = composite.build_model(c)  # No axis name: plain BatchNorm.
   task = tasks.get_task(c)
   tx, _ = optimizer(c)
   # Contiguous rows per group, as a batch sharded over the mesh is split.
-  groups = [jax.tree.map(lambda x: np.split(x, bn_groups)[i], batch)
-            for i in range(bn_groups)]
+  if group_rows is None:
+    group_rows = np.split(np.arange(GLOBAL_BATCH), bn_groups)
+  groups = [jax.tree.map(lambda x, rows=rows: x[rows], batch)
+            for rows in group_rows]
 
   def loss_fn(params):
     losses, stats = [], []

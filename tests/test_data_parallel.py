@@ -92,6 +92,24 @@ def test_accumulated_micro_batches_make_the_full_batch_step(
                                                rel=1e-5)
 
 
+def test_accumulation_with_cross_device_batchnorm_groups_micro_batches_across_devices():
+  """4 devices x 2 micro-batches, global statistics: BN's group i is every
+  device's i-th micro-batch, rows that are not contiguous in the batch."""
+  c = case.config(True)
+  c.optim.accumulate_steps = 2
+  state, batch = case.initial_state(c), case.batch()
+  per_device, chunk = case.GLOBAL_BATCH // 4, case.GLOBAL_BATCH // 8
+  rows = [np.concatenate([np.arange(d * per_device + i * chunk,
+                                    d * per_device + (i + 1) * chunk)
+                          for d in range(4)]) for i in range(2)]
+  expected, expected_metrics = case.reference_step(c, state, batch,
+                                                   group_rows=rows)
+  actual, metrics = sharded_step(c, state, batch, 4)
+  assert_trees_close(actual, expected)
+  assert metrics['grad_norm'] == pytest.approx(expected_metrics['grad_norm'],
+                                               rel=1e-5)
+
+
 def test_batchnorm_alone_separates_accumulation_from_one_large_batch():
   """Every model here has BatchNorm, whose statistics come from what one
   forward pass sees: accumulation equals the large-batch step with BN

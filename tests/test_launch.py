@@ -194,12 +194,23 @@ def test_run_tpu_builds_its_venv_with_python_3_11_and_the_pins(tmp_path):
       "pip install -q -c launch/constraints.txt jax[tpu] -e .",
       'python3 -m resizer.main --config=c']
   assert (tmp_path / 'venv' / 'bin' / 'activate').exists()
+  # The next launch reuses it; a venv built from other pins is rebuilt.
+  log.unlink()
+  sh(['launch/run_tpu.sh', 'resizer.main'], env)
+  assert log.read_text().splitlines() == ['python3 -m resizer.main']
+  (tmp_path / 'venv' / '.constraints').write_text('older pins\n')
+  log.unlink()
+  sh(['launch/run_tpu.sh', 'resizer.main'], env)
+  assert log.read_text().splitlines()[1] == (
+      "pip install -q -c launch/constraints.txt jax[tpu] -e .")
 
 
 def test_run_tpu_without_python_3_11_says_what_to_install(tmp_path):
   bin_dir, log = tmp_path / 'bin', tmp_path / 'log'
   bin_dir.mkdir()
   fake_python(bin_dir, 'python3', False, log)
+  for tool in ('dirname', 'sha256sum', 'cut', 'cat', 'rm'):  # No Pythons.
+    (bin_dir / tool).symlink_to(shutil.which(tool))
   result = subprocess.run(
       ['/bin/bash', 'launch/run_tpu.sh', 'resizer.main'], cwd=ROOT,
       capture_output=True, text=True,

@@ -368,3 +368,20 @@ def test_a_resume_leaves_one_tensorboard_history(tmp_path, finished):
   run(tiny_config(), workdir)
   assert len(glob.glob(str(workdir / 'events.out.tfevents.*'))) == 2
   assert logged_steps(workdir) == uninterrupted
+
+
+def test_a_half_written_last_event_does_not_stop_the_resume(tmp_path, finished):
+  """A hard kill can cut an event file mid-record: the resume keeps what
+  reads and goes on."""
+  source, _ = finished
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  shutil.rmtree(workdir / 'checkpoints' / '4')
+  os.remove(workdir / 'results.json')
+  [events] = glob.glob(str(workdir / 'events.out.tfevents.*'))
+  with open(events, 'r+b') as f:
+    f.truncate(os.path.getsize(events) - 7)
+  results = run(tiny_config(), workdir)
+  assert results['steps'] == 4
+  assert logged_steps(workdir)['train/loss'] == [2, 4]
+  assert not glob.glob(str(workdir / '.rewrite-*'))

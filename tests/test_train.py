@@ -94,16 +94,33 @@ def test_eval_counts_every_example_once(tmp_path):
     assert padded['eval'][k] == pytest.approx(whole['eval'][k], rel=1e-5)
 
 
-def test_accumulation_and_remat_train_through_the_trainer(tmp_path):
-  """config.optim.accumulate_steps and config.model.remat reach the step:
-  two micro-batches per device, the resizer recomputed."""
-  results = run(tiny_config(**{'total_steps': 2, 'optim.accumulate_steps': 2,
-                               'input.batch_size': 16,
-                               'model.remat': 'resizer'}), tmp_path)
-  assert results['steps'] == 2 and np.isfinite(results['eval']['loss'])
-  recorded = json.loads((tmp_path / 'config.json').read_text())
+def test_accumulation_reaches_the_trainers_step(tmp_path):
+  """config.optim.accumulate_steps changes what BatchNorm sees, so the
+  trained weights differ from the same run without it (remat, on, changes
+  nothing: tests/test_composite.py)."""
+  common_keys = {'total_steps': 2, 'input.batch_size': 16,
+                 'model.remat': 'resizer'}
+  run(tiny_config(**common_keys, **{'optim.accumulate_steps': 2}),
+      tmp_path / 'k2')
+  run(tiny_config(**common_keys), tmp_path / 'k1')
+  recorded = json.loads((tmp_path / 'k2' / 'config.json').read_text())
   assert recorded['optim']['accumulate_steps'] == 2
-  assert recorded['model']['remat'] == 'resizer'
+  a, b = (final_params(tmp_path / k)['params'] for k in ('k2', 'k1'))
+  assert max(np.abs(x - y).max() for x, y in zip(jax.tree.leaves(a),
+                                                 jax.tree.leaves(b))) > 1e-6
+
+
+def test_a_warm_started_run_averages_from_the_warm_weights(tmp_path):
+  run(tiny_config(total_steps=2), tmp_path / 'source')
+  results = run(tiny_config(**{'total_steps': 1, 'ema_decay': 0.5,
+                               'init_from.workdir': str(tmp_path / 'source')}),
+                tmp_path / 'run')
+  assert results['steps'] == 1 and 'eval_ema' in results
+  warm = final_params(tmp_path / 'source')['params']
+  state = final_params(tmp_path / 'run')
+  for w, p, e in zip(*(jax.tree.leaves(t) for t in (
+      warm, state['params'], state['ema_params']))):
+    np.testing.assert_allclose(e, 0.5 * w + 0.5 * p, rtol=1e-6, atol=1e-7)
 
 
 def test_eval_only_evaluates_the_latest_checkpoint(tmp_path):

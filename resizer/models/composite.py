@@ -129,15 +129,6 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
   common = dict(out_size=out_size,
                 interpolation=cfg.get('interpolation', 'bilinear'),
                 antialias=cfg.get('antialias', False))
-  if common['antialias'] and (kind == 'none'
-                              or common['interpolation'] == 'nearest'):
-    # jax.image.resize ignores antialias for 'nearest'; 'none' resizes
-    # nothing. A flag that changes nothing is refused, not ignored.
-    raise ValueError(
-        f'config.resizer.antialias=True does nothing with {prefix}'
-        + (" (the input pipeline resizes: set config.input.antialias, or "
-           "use the argument antialias=true, which does)" if kind == 'none'
-           else " and interpolation='nearest'") + '.')
   if kind == 'none':
     if in_size != out_size:
       raise ValueError(
