@@ -28,7 +28,6 @@ ratio to the first setting is the median of the per-round ratios.
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -41,6 +40,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import common
 from resizer import optim, tasks, train
+from resizer.compare import load_config
 from resizer.models import composite, conv_forms, resizers
 
 # Dense bf16 peak FLOP/s per device (vendor figures, no sparsity).
@@ -51,15 +51,6 @@ PEAK_FLOPS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12,
 def peak_flops(device) -> float | None:
   kind = device.device_kind
   return next((v for k, v in PEAK_FLOPS.items() if k in kind), None)
-
-
-def load_config(path: str):
-  """A config file[:arg], as resizer.main reads it."""
-  file, _, arg = path.partition(':')
-  spec = importlib.util.spec_from_file_location('bench_config', file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
 
 
 def compile_step(config, batch_size: int, execute: bool = True):

@@ -73,13 +73,16 @@ class Run:
             *[f'--config.{s}' for s in extra]]
 
 
-def load_config(config_arg: str, resizer: str) -> ml_collections.ConfigDict:
-  """The config of file[:arg] with `resizer=` added to its argument."""
+def load_config(config_arg: str, resizer: str | None = None
+                ) -> ml_collections.ConfigDict:
+  """The config of file[:arg], as resizer.main reads it, with `resizer=`
+  added to its argument if given."""
   file, _, arg = config_arg.partition(':')
-  spec = importlib.util.spec_from_file_location('compare_config', file)
+  spec = importlib.util.spec_from_file_location('loaded_config', file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(','.join(filter(None, [arg, f'resizer={resizer}'])))
+  arg = ','.join(filter(None, [arg, resizer and f'resizer={resizer}']))
+  return module.get_config(arg or None)
 
 
 def _apply(config: ml_collections.ConfigDict, overrides) -> None:
@@ -122,6 +125,7 @@ def grid(config_arg: str, learned: list[str], fixed: list[str],
   runs = [Run(choice, choice, (), _gflops(config_arg, choice, (), extra))
           for choice in learned]
   target = max([r.gflops for r in runs] or [0.0]) * flops_margin
+  cost = {}  # GFLOPs by rung size: the variants share the backbone.
   for spec in fixed:
     interpolation, antialias = _variant(spec)
     for k in range(0, 64):
@@ -135,7 +139,9 @@ def grid(config_arg: str, learned: list[str], fixed: list[str],
       overrides = (('resizer.in_size', text), ('resizer.out_size', text),
                    ('input.interpolation', interpolation),
                    ('input.antialias', str(antialias).lower()))
-      gflops = _gflops(config_arg, 'none', overrides, extra)
+      if text not in cost:
+        cost[text] = _gflops(config_arg, 'none', overrides, extra)
+      gflops = cost[text]
       runs.append(Run(f"none_{spec.replace('+', '_')}_{text}", 'none',
                       overrides, gflops))
       if gflops >= target:
