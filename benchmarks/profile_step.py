@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
   parser.add_argument('--top', type=int, default=30)
   args = parser.parse_args(argv)
 
-  setting = train_step.make_setting(args, args.resizer)
+  setting = train_step.make_setting(args, args.resizer, jax.devices())
   config = setting.config
   setting.run(1)
   with tempfile.TemporaryDirectory() as trace_dir:

@@ -11,8 +11,15 @@ With --memory_only nothing runs: each setting's step is compiled and XLA's
 memory analysis of it reported (argument, output, aliased and temporary
 bytes, and temporary bytes per image), and with --fit_hbm_gib the largest
 global batch whose step fits each HBM size, by bisection over compiled
-programs (memory figures come from the platform the script runs on: XLA's
-buffer assignment on CPU is not the one on TPU or GPU).
+programs. The figures are the compiling platform's: XLA's buffer
+assignment on CPU is not TPU's, which pads the minor dimension of a tensor
+to 128 lanes. `--topology=v5e:2x2` compiles for one chip of a Cloud TPU
+topology without TPU hardware (it needs the libtpu package):
+
+  pip install -c launch/constraints.txt libtpu
+  python benchmarks/train_step.py --config=configs/imagenet_resnet50.py \
+      --resizers=none:224,learned:448 --batch_size=8 --memory_only \
+      --topology=v5e:2x2
 
 For each `kind:resolution` setting it reports, after compilation: images/s,
 median step time and its spread over `--repeats` timed runs of `--steps`
@@ -53,11 +60,12 @@ def peak_flops(device) -> float | None:
   return next((v for k, v in PEAK_FLOPS.items() if k in kind), None)
 
 
-def compile_step(config, batch_size: int, execute: bool = True):
+def compile_step(config, batch_size: int, devices, execute: bool = True):
   """(compiled train step, state, batch, compile seconds) for `config` at
-  `batch_size`; without `execute`, state and batch are shape structs and
-  nothing runs."""
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), (train.AXIS,))
+  `batch_size` on `devices`; without `execute`, state and batch are shape
+  structs and nothing runs (so `devices` may be a topology's, with no
+  hardware here)."""
+  mesh = jax.sharding.Mesh(np.array(devices), (train.AXIS,))
   in_size = composite.as_size(config.resizer.in_size, 'in_size')
   task = tasks.get_task(config)
   model = composite.build_model(config, bn_axis_name=train.AXIS)
@@ -79,17 +87,21 @@ def compile_step(config, batch_size: int, execute: bool = True):
   step = train.make_train_step(model, tx, task, schedule, mesh,
                                config.optim.get('accumulate_steps', 1),
                                ema_decay)
+  key = jax.random.key(1)
+  if not execute:
+    key = jax.ShapeDtypeStruct(key.shape, key.dtype,
+                               sharding=NamedSharding(mesh, P()))
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch, jax.random.key(1)).compile()
+  compiled = step.lower(state, batch, key).compile()
   return compiled, state, batch, time.perf_counter() - t0
 
 
-def memory(compiled, batch_size: int) -> dict:
+def memory(compiled, batch_size: int, num_devices: int) -> dict:
   """XLA's memory analysis of a compiled step, per device program."""
   m = compiled.memory_analysis()
   total = (m.argument_size_in_bytes + m.output_size_in_bytes
            - m.alias_size_in_bytes + m.temp_size_in_bytes)
-  per_device_batch = batch_size // jax.device_count()
+  per_device_batch = batch_size // num_devices
   return dict(
       argument_mib=round(m.argument_size_in_bytes / 2**20, 1),
       output_mib=round(m.output_size_in_bytes / 2**20, 1),
@@ -100,7 +112,7 @@ def memory(compiled, batch_size: int) -> dict:
       total_mib=round(total / 2**20, 1))
 
 
-def largest_batch(config, hbm_gib: float, multiple: int, start: int,
+def largest_batch(config, devices, hbm_gib: float, multiple: int, start: int,
                   needs: dict[int, float]) -> int:
   """The largest global batch, a multiple of `multiple`, whose compiled
   step needs at most `hbm_gib` per device by XLA's memory analysis.
@@ -109,8 +121,8 @@ def largest_batch(config, hbm_gib: float, multiple: int, start: int,
 
   def fits(batch):
     if batch not in needs:
-      compiled = compile_step(config, batch, execute=False)[0]
-      needs[batch] = memory(compiled, batch)['total_mib']
+      compiled = compile_step(config, batch, devices, execute=False)[0]
+      needs[batch] = memory(compiled, batch, len(devices))['total_mib']
     return needs[batch] <= hbm_gib * 1024
 
   lo, hi = 0, max(multiple, -(-start // multiple) * multiple)
@@ -126,15 +138,17 @@ def largest_batch(config, hbm_gib: float, multiple: int, start: int,
 class Setting:
   """One config's compiled train step, with its state and a synthetic batch."""
 
-  def __init__(self, config, batch_size: int, execute: bool = True):
+  def __init__(self, config, batch_size: int, devices,
+               execute: bool = True):
     self.config, self.batch_size = config, batch_size
+    self.devices = devices
     self.in_size = composite.as_size(config.resizer.in_size, 'in_size')
     self.compiled, self.state, self.batch, self.compile_sec = compile_step(
-        config, batch_size, execute)
+        config, batch_size, devices, execute)
     self.key = jax.random.key(1)
     cost = self.compiled.cost_analysis() or {}
     self.flops = float(cost.get('flops', 0.0))  # Per device program.
-    self.memory = memory(self.compiled, batch_size)
+    self.memory = memory(self.compiled, batch_size, len(devices))
     if execute:
       self.run(1)  # Warm-up.
     self.times = []
@@ -154,21 +168,22 @@ class Setting:
         in_size=list(self.in_size), out_size=list(composite.as_size(
             config.resizer.out_size, 'out_size')),
         dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
-        batch_size=self.batch_size, devices=jax.device_count(),
-        platform=jax.devices()[0].platform,
+        batch_size=self.batch_size, devices=len(self.devices),
+        platform=self.devices[0].platform,
+        device_kind=self.devices[0].device_kind,
         compile_sec=round(self.compile_sec, 2),
         train_gflops_per_image=float(
-            f'{self.flops * jax.device_count() / self.batch_size / 1e9:.4g}'),
+            f'{self.flops * len(self.devices) / self.batch_size / 1e9:.4g}'),
         **self.memory)
 
   def row(self) -> dict:
     config, times = self.config, self.times
     step_sec = float(np.median(times))
-    device = jax.devices()[0]
+    device = self.devices[0]
     stats = device.memory_stats() or {}
     peak = peak_flops(device)
     # XLA's count is per device program; every device runs one shard.
-    flops_per_image = self.flops * jax.device_count() / self.batch_size
+    flops_per_image = self.flops * len(self.devices) / self.batch_size
     achieved = flops_per_image * self.batch_size / step_sec
     return dict(
         model=config.model.name, resizer=config.resizer.kind,
@@ -176,19 +191,19 @@ class Setting:
             config.resizer.out_size, 'out_size')),
         dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
         batch_size=self.batch_size,
-        devices=jax.device_count(), device_kind=device.device_kind,
+        devices=len(self.devices), device_kind=device.device_kind,
         compile_sec=round(self.compile_sec, 2),
         step_ms_median=round(1e3 * step_sec, 3),
         step_ms_min=round(1e3 * min(times), 3),
         step_ms_max=round(1e3 * max(times), 3),
         images_per_sec=round(self.batch_size / step_sec, 2),
         images_per_sec_per_device=round(self.batch_size / step_sec
-                                        / jax.device_count(), 2),
+                                        / len(self.devices), 2),
         peak_memory_gib=(round(stats['peak_bytes_in_use'] / 2**30, 3)
                          if 'peak_bytes_in_use' in stats else None),
         train_gflops_per_image=float(f'{flops_per_image / 1e9:.4g}'),
         achieved_tflops=float(f'{achieved / 1e12:.4g}'),
-        mfu=(round(achieved / (peak * jax.device_count()), 4) if peak
+        mfu=(round(achieved / (peak * len(self.devices)), 4) if peak
              else None),
     )
 
@@ -210,15 +225,28 @@ def make_config(args: argparse.Namespace, spec: str):
   return config
 
 
-def make_setting(args: argparse.Namespace, spec: str) -> Setting:
-  """The setting `spec` (see make_config) at --batch_size."""
+def make_setting(args: argparse.Namespace, spec: str, devices) -> Setting:
+  """The setting `spec` (see make_config) at --batch_size on `devices`."""
   config = make_config(args, spec)
   batch = args.batch_size or config.input.batch_size
-  if batch % jax.device_count():
+  if batch % len(devices):
     sys.exit(f'--batch_size={batch} is not a multiple of the '
-             f'{jax.device_count()} devices')
-  return Setting(config, batch,
+             f'{len(devices)} devices')
+  return Setting(config, batch, devices,
                  execute=not getattr(args, 'memory_only', False))
+
+
+def topology_devices(name: str) -> list:
+  """One chip of the Cloud TPU topology `name` (e.g. 'v5e:2x2'), for
+  compiling without TPU hardware; needs the libtpu package."""
+  from jax.experimental import topologies
+  try:
+    topology = topologies.get_topology_desc(name, platform='tpu')
+  except Exception as e:  # The libtpu or topology error, whichever it is.
+    sys.exit(f'--topology={name}: cannot compile for it here ({e}); it needs '
+             'the libtpu package (pip install -c launch/constraints.txt '
+             'libtpu) and a name like v5e:2x2, v4:2x2x1, v6e:2x2.')
+  return topology.devices[:1]
 
 
 def time_in_turns(settings: list[Setting], steps: int, repeats: int
@@ -301,23 +329,31 @@ def main(argv=None) -> list[dict]:
   parser.add_argument('--conv_impl', default='forms', choices=['forms', 'lax'],
                       help='lax: every convolution as lax emits it, to '
                            'measure what resizer.models.conv_forms buys')
+  parser.add_argument('--topology', default=None,
+                      help='with --memory_only: compile for one chip of this '
+                           'Cloud TPU topology (e.g. v5e:2x2) instead of the '
+                           'devices here; needs the libtpu package')
   args = parser.parse_args(argv)
+  if args.topology and not args.memory_only:
+    sys.exit('--topology needs --memory_only: there is no TPU here to run on')
+  devices = topology_devices(args.topology) if args.topology else jax.devices()
   if args.resize_impl == 'jax_image':
     resizers.resize = resizers.reference_resize
   conv_forms.ENABLED = args.conv_impl == 'forms'
-  settings = [make_setting(args, spec) for spec in args.resizers.split(',')]
+  settings = [make_setting(args, spec, devices)
+              for spec in args.resizers.split(',')]
   if args.memory_only:
     hbm = [float(g) for g in filter(None, args.fit_hbm_gib.split(','))]
     # Every batch tried must shard over the devices and split into the
     # micro-batches of gradient accumulation.
     accumulate = settings[0].config.optim.get('accumulate_steps', 1)
-    multiple = math.lcm(args.fit_multiple, jax.device_count() * accumulate)
+    multiple = math.lcm(args.fit_multiple, len(devices) * accumulate)
     rows = []
     for setting in settings:
       row = setting.memory_row()
       needs = {setting.batch_size: row['total_mib']}
       row['max_batch'] = {f'{g:g}': largest_batch(
-          setting.config, g, multiple, setting.batch_size, needs)
+          setting.config, devices, g, multiple, setting.batch_size, needs)
           for g in hbm}
       print(json.dumps(row), flush=True)
       rows.append(row)

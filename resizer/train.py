@@ -60,6 +60,22 @@ def make_init(model, tx, in_size: tuple[int, int], mesh, ema: bool = False):
   return init
 
 
+# A rematerialised resizer (config.model.remat) keeps its recomputation apart
+# from the forward pass with optimization barriers. XLA:CPU removes them
+# early (its pass 'cse_barrier_expander') and then merges the recomputation
+# with its forward twin, so the input-resolution activations stay alive
+# across the backbone and remat saves nothing; GPU and TPU remove them only
+# after scheduling. Keeping the pass off on CPU changes only programs that
+# hold barriers, i.e. rematerialised ones.
+CPU_COMPILER_OPTIONS = {'xla_disable_hlo_passes': 'cse_barrier_expander'}
+
+
+def compiler_options(mesh) -> dict[str, str] | None:
+  """XLA options for the train step on `mesh`'s platform."""
+  platform = mesh.devices.flat[0].platform
+  return dict(CPU_COMPILER_OPTIONS) if platform == 'cpu' else None
+
+
 def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
                     accumulate_steps: int = 1, ema_decay: float = 0.0):
   """The jitted, data-parallel step (state, global batch, rng) → (state,
@@ -140,7 +156,8 @@ def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
   return jax.jit(
       jax.shard_map(train_step, mesh=mesh, in_specs=(P(), P(AXIS), P()),
                     out_specs=(P(), P())),
-      donate_argnums=(0,))
+      donate_argnums=(0,), compiler_options=compiler_options(mesh))
+
 
 
 def make_eval_step(model, task: tasks.Task, mesh):

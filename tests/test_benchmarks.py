@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 
@@ -65,8 +66,28 @@ def test_memory_only_reports_xla_memory_and_the_largest_batch_that_fits():
     best = r['max_batch']['0.01']
     assert best > 0 and best % 8 == 0
     for batch, fits in ((best, True), (best + 8, False)):
-      compiled = bench.compile_step(config, batch, execute=False)[0]
-      assert (bench.memory(compiled, batch)['total_mib'] <= 0.01 * 1024) == fits
+      compiled = bench.compile_step(config, batch, jax.devices(),
+                                    execute=False)[0]
+      total = bench.memory(compiled, batch, jax.device_count())['total_mib']
+      assert (total <= 0.01 * 1024) == fits
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--topology=v5e:2x2'], '--topology needs --memory_only'),
+    (['--topology=v5e:2x2', '--memory_only'], 'libtpu'),
+])
+def test_a_tpu_topology_without_its_requirements_is_refused_in_one_line(
+    flags, message):
+  """Compiling for a TPU topology here needs --memory_only (nothing can
+  run) and libtpu, which the test environment does not install."""
+  if message == 'libtpu' and importlib.util.find_spec('libtpu'):
+    pytest.skip('libtpu is installed here')
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'benchmarks', 'train_step.py'),
+       '--config=configs/demo.py', '--resizers=none:32', '--out_size=32',
+       *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert message in result.stderr.strip().splitlines()[-1]
 
 
 def test_input_pipeline_benchmark_smoke():
