@@ -106,9 +106,11 @@ def main(argv):
           checkpoints.SaveFailed, checkpoints.ModelMismatch,
           checkpoints.UnusableParams) as e:
     sys.exit(f'error: {e}')  # The message says it all: no traceback.
-  except OSError as e:  # A full disk, a lost bucket: it names the path.
+  except OSError as e:  # A full disk, a lost bucket.
     logging.exception('Stopped by an I/O error.')
-    sys.exit(f'error: {e}')
+    where = '' if e.filename or _WORKDIR.value in str(e) else (
+        f' (writing under {_WORKDIR.value})')
+    sys.exit(f'error: {e}{where}')
 
 
 if __name__ == '__main__':

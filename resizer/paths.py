@@ -39,7 +39,13 @@ def write_text_atomic(path: PathLike, text: str) -> None:
   itself atomic; its rename is a copy and a delete)."""
   path = resolve(path)
   tmp = path.parent / f'.{path.name}.tmp'
-  tmp.write_text(text)
+  try:
+    tmp.write_text(text)
+  except OSError as e:
+    # A write that fails after the open (a full disk) names no file: say
+    # which, and leave no partial temporary file behind.
+    tmp.unlink(missing_ok=True)
+    raise OSError(e.errno, f'{e.strerror}: cannot write {path}') from e
   tmp.replace(path)
 
 

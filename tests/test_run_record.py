@@ -5,6 +5,7 @@ results.json whose totals add up over launches and evaluations."""
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
-from resizer import checkpoints, lease, run_record
+from resizer import checkpoints, lease, paths, run_record
 from tests.helpers import tiny_demo_args
 from tests.test_train import run, tiny_config
 
@@ -310,6 +311,21 @@ def small_disk(tmp_path):
     pytest.skip('cannot mount a tmpfs here')
   yield path
   subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+def test_a_record_that_does_not_fit_names_its_file_and_keeps_the_old_one(
+    small_disk):
+  """results.json, segments.json and the lease go through
+  paths.write_text_atomic: on a full disk the error names the file (a
+  failed write() names none), the previous version stays, and no partial
+  temporary file is left."""
+  path = small_disk / 'results.json'
+  paths.write_text_atomic(path, '{"old": true}')
+  with pytest.raises(OSError, match=rf'No space left on device: cannot write '
+                     rf'{re.escape(str(path))}'):
+    paths.write_text_atomic(path, 'x' * (2 << 20))  # 2 MiB > the 1.5 MiB disk.
+  assert path.read_text() == '{"old": true}'
+  assert sorted(os.listdir(small_disk)) == ['results.json']
 
 
 def test_a_full_disk_stops_the_run_at_once_keeping_earlier_checkpoints(
