@@ -161,7 +161,13 @@ class Setting:
     jax.block_until_ready(metrics)
     return (time.perf_counter() - t0) / steps
 
-  def memory_row(self) -> dict:
+  @property
+  def flops_per_image(self) -> float:
+    # XLA's count is per device program; every device runs one shard.
+    return self.flops * len(self.devices) / self.batch_size
+
+  def describe(self) -> dict:
+    """The fields that say which setting a row is."""
     config = self.config
     return dict(
         model=config.model.name, resizer=config.resizer.kind,
@@ -169,30 +175,23 @@ class Setting:
             config.resizer.out_size, 'out_size')),
         dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
         batch_size=self.batch_size, devices=len(self.devices),
-        platform=self.devices[0].platform,
         device_kind=self.devices[0].device_kind,
         compile_sec=round(self.compile_sec, 2),
-        train_gflops_per_image=float(
-            f'{self.flops * len(self.devices) / self.batch_size / 1e9:.4g}'),
-        **self.memory)
+        train_gflops_per_image=float(f'{self.flops_per_image / 1e9:.4g}'))
+
+  def memory_row(self) -> dict:
+    return dict(self.describe(), platform=self.devices[0].platform,
+                **self.memory)
 
   def row(self) -> dict:
-    config, times = self.config, self.times
+    times = self.times
     step_sec = float(np.median(times))
     device = self.devices[0]
     stats = device.memory_stats() or {}
     peak = peak_flops(device)
-    # XLA's count is per device program; every device runs one shard.
-    flops_per_image = self.flops * len(self.devices) / self.batch_size
-    achieved = flops_per_image * self.batch_size / step_sec
+    achieved = self.flops_per_image * self.batch_size / step_sec
     return dict(
-        model=config.model.name, resizer=config.resizer.kind,
-        in_size=list(self.in_size), out_size=list(composite.as_size(
-            config.resizer.out_size, 'out_size')),
-        dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
-        batch_size=self.batch_size,
-        devices=len(self.devices), device_kind=device.device_kind,
-        compile_sec=round(self.compile_sec, 2),
+        self.describe(),
         step_ms_median=round(1e3 * step_sec, 3),
         step_ms_min=round(1e3 * min(times), 3),
         step_ms_max=round(1e3 * max(times), 3),
@@ -201,7 +200,6 @@ class Setting:
                                         / len(self.devices), 2),
         peak_memory_gib=(round(stats['peak_bytes_in_use'] / 2**30, 3)
                          if 'peak_bytes_in_use' in stats else None),
-        train_gflops_per_image=float(f'{flops_per_image / 1e9:.4g}'),
         achieved_tflops=float(f'{achieved / 1e12:.4g}'),
         mfu=(round(achieved / (peak * len(self.devices)), 4) if peak
              else None),

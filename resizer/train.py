@@ -159,7 +159,6 @@ def make_train_step(model, tx, task: tasks.Task, lr_schedule, mesh,
       donate_argnums=(0,), compiler_options=compiler_options(mesh))
 
 
-
 def make_eval_step(model, task: tasks.Task, mesh):
   """The jitted step (state, global batch) → per-example outputs and mask,
   sharded like the batch."""
