@@ -36,6 +36,7 @@ BACKBONES: dict[str, ModuleDef] = {
     'efficientnet_b0': efficientnet.EfficientNetB0,
     # Demo- and test-sized variants: seconds to compile on a CPU.
     'resnet_demo': resnet.ResNetDemo,
+    'resnet_demo_wide': resnet.ResNetDemoWide,
     'resnet_tiny': resnet.ResNetTiny,
     'densenet_tiny': densenet.DenseNetTiny,
     'mobilenet_v2_tiny': mobilenet.MobileNetV2Tiny,

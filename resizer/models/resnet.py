@@ -109,6 +109,11 @@ ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
 # The CPU demo's backbone: three stages of one basic block, 32 filters.
 ResNetDemo = functools.partial(ResNet, stage_sizes=(1, 1, 1), block_cls=BasicBlock,
                                num_filters=32)
+# The CPU demo's equal-compute backbone: the same three stages, 144 filters,
+# so that the learned resizer (num_filters=8) adds about half of its cost,
+# as the paper's resizer adds 20-24% to ResNet-50 (see configs/demo.py).
+ResNetDemoWide = functools.partial(ResNet, stage_sizes=(1, 1, 1),
+                                   block_cls=BasicBlock, num_filters=144)
 # Test-only: one block per stage, 8 filters; seconds to compile on a CPU.
 ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), block_cls=BasicBlock,
                                num_filters=8)
