@@ -6,7 +6,11 @@ photos (resizer/datasets/iqa_demo.py) with the EMD loss, on CPU in minutes.
 The first run writes the AVA-format images to ~/tensorflow_datasets/
 resizer_iqa_demo/manual and prepares them through the real `ava` builder.
 Baseline: `--config=configs/demo_iqa.py:resizer=bilinear`. Reports SRCC/PLCC
-of predicted vs true mean scores on the held-out 20%.
+of predicted vs true mean scores on the held-out 20%. At equal compute, with
+the classification demo's wide backbone and an 8-filter resizer:
+
+  python -m resizer.compare --config=configs/demo_iqa.py:backbone=resnet_demo_wide \
+      --set=resizer.num_filters=8 --fixed=bilinear,bilinear+aa --workdir=runs/iqa_compare
 """
 
 from configs import common
@@ -14,7 +18,7 @@ from configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, resizer='learned', antialias=False, seed=0,
-                         steps=300)
+                         steps=300, backbone='resnet_demo')
   config = common.base_config()
   config.seed = arg.seed
   config.task = 'iqa'
@@ -26,7 +30,7 @@ def get_config(arg=None):
       label_key='rating_distribution', batch_size=32, eval_batch_size=80,
       shuffle_buffer=1024, cache_train=True, crop_area_range=(0.6, 1.0),
       eval_crop_fraction=1.0)
-  config.model.update(name='resnet_demo', num_classes=10, dtype='float32')
+  config.model.update(name=arg.backbone, num_classes=10, dtype='float32')
   common.set_resizer(config, arg.resizer, in_size=128, out_size=32,
                      antialias=arg.antialias)
   config.loss.label_smoothing = 0.0
