@@ -41,7 +41,7 @@ def get_config(arg=None):
   common.set_resizer(config, arg.resizer, in_size=128, out_size=32,
                      antialias=arg.antialias)
   # n=8 rather than the paper's 16: half the resizer's cost, so that it adds
-  # about half of the backbone's (0.046 of 0.099 GFLOPs/img), as the
+  # about half of the backbone's (0.047 of 0.099 GFLOPs/img), as the
   # paper's adds 20-24% to ResNet-50; 8 filters still hold the 4
   # orientations in 2 phases each.
   config.resizer.num_filters = 8
