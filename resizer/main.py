@@ -19,6 +19,7 @@ writes results.json, and all of them write checkpoints together.
 import logging as py_logging
 import os
 import sys
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -105,12 +106,26 @@ def main(argv):
   except (lease.WorkdirInUse, run_record.ConfigChangedError,
           checkpoints.SaveFailed, checkpoints.ModelMismatch,
           checkpoints.UnusableParams) as e:
-    sys.exit(f'error: {e}')  # The message says it all: no traceback.
+    _exit_with_error(str(e))  # The message says it all: no traceback.
   except OSError as e:  # A full disk, a lost bucket.
     logging.exception('Stopped by an I/O error.')
     where = '' if e.filename or _WORKDIR.value in str(e) else (
         f' (writing under {_WORKDIR.value})')
-    sys.exit(f'error: {e}{where}')
+    _exit_with_error(f'{e}{where}')
+
+
+def _exit_with_error(message: str) -> NoReturn:
+  """Exits with status 1 after printing `error: message` as a line of its own.
+
+  Orbax's writer threads may still be printing tracebacks when a save fails;
+  `sys.exit(message)` could then land in the middle of one of their lines (a
+  CI run read 'RuntimeErrorRuntimeErrorerror: The checkpoint ...'). One
+  write() of under PIPE_BUF bytes is not interleaved, and its leading newline
+  ends whatever line another thread left open.
+  """
+  sys.stderr.flush()
+  os.write(sys.stderr.fileno(), f'\nerror: {message}\n'.encode())
+  sys.exit(1)
 
 
 if __name__ == '__main__':
