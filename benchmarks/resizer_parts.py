@@ -4,7 +4,7 @@ whole resizer and of its stages, timed in turns after compilation.
   python benchmarks/resizer_parts.py --in_size=448 --out_size=224 --batch_size=8
 
 Stages (as in resizers.LearnedResizer, n filters, with the model's own
-convolutions, `common.Conv`):
+convolutions as the CPU benchmarks build them, `conv_impl='cpu_forms'`):
   conv_in      7x7 convolution 3→n at the input size (forward + weight
                gradient: the images need no gradient)
   input_size   LeakyReLU, 1x1 convolution n→n, LeakyReLU, BatchNorm
@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from resizer.models import resizers
-from resizer.models.common import Conv
+from resizer.models.common import CONV_IMPLS
+
+Conv = CONV_IMPLS['cpu_forms']
 
 
 class InputSizeStage(nn.Module):

@@ -48,7 +48,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import common
 from resizer import optim, tasks, train
 from resizer.compare import load_config
-from resizer.models import composite, conv_forms, resizers
+from resizer.models import common as model_common
+from resizer.models import composite, resizers
 
 # Dense bf16 peak FLOP/s per device (vendor figures, no sparsity).
 PEAK_FLOPS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12,
@@ -220,6 +221,7 @@ def make_config(args: argparse.Namespace, spec: str):
     config.model.dtype = args.dtype
   if remat or args.remat:
     config.model.remat = remat or args.remat
+  config.model.conv_impl = getattr(args, 'conv_impl', 'cpu_forms')
   return config
 
 
@@ -324,9 +326,12 @@ def main(argv=None) -> list[dict]:
                       choices=['two_tap', 'jax_image'],
                       help='jax_image: every resize through jax.image.resize '
                            '(dense matrices), to measure what two_tap buys')
-  parser.add_argument('--conv_impl', default='forms', choices=['forms', 'lax'],
-                      help='lax: every convolution as lax emits it, to '
-                           'measure what resizer.models.conv_forms buys')
+  parser.add_argument('--conv_impl', default='cpu_forms',
+                      choices=list(model_common.CONV_IMPLS),
+                      help='config.model.conv_impl of every setting (the '
+                           'CPU forms are lax itself on GPU/TPU); lax: every '
+                           'convolution as lax emits it, to measure what '
+                           'resizer.models.conv_forms buys on CPU')
   parser.add_argument('--topology', default=None,
                       help='with --memory_only: compile for one chip of this '
                            'Cloud TPU topology (e.g. v5e:2x2) instead of the '
@@ -337,7 +342,6 @@ def main(argv=None) -> list[dict]:
   devices = topology_devices(args.topology) if args.topology else jax.devices()
   if args.resize_impl == 'jax_image':
     resizers.resize = resizers.reference_resize
-  conv_forms.ENABLED = args.conv_impl == 'forms'
   settings = [make_setting(args, spec, devices)
               for spec in args.resizers.split(',')]
   if args.memory_only:

@@ -156,7 +156,10 @@ def base_config() -> ml_collections.ConfigDict:
       convention='torchvision',
       # 'resizer': recompute the resizer in the backward pass instead of
       # storing its input-resolution activations (see composite.REMAT).
-      remat='none'))
+      remat='none',
+      # 'cpu_forms': convolutions in forms XLA:CPU runs faster, for runs on
+      # CPU only (see resizer/models/common.py, CONV_IMPLS).
+      conv_impl='lax'))
   config.resizer = resizer_config('learned', 448, 224)
 
   config.loss = ml_collections.ConfigDict(dict(

@@ -1,5 +1,8 @@
 """The resizer → backbone model and its construction from config blocks."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -10,6 +13,7 @@ import pytest
 from configs import common
 from resizer import tasks, train
 from resizer.models import composite
+from resizer.models.common import CONV_IMPLS
 from tests.helpers import variable_counts
 
 
@@ -22,12 +26,14 @@ def config(resizer='learned', in_size=64, out_size=32, name='resnet_tiny',
   return c
 
 
+@pytest.mark.slow
 def test_keras_example_total_densenet121_with_resizer():
   """Keras' 'Learning to Resize' example: 300→150, 2 classes, 7,051,717."""
   model = composite.build_model(config('learned', 300, 150, 'densenet121', 2))
   assert sum(variable_counts(model, (300, 300))) == 7_051_717
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(composite.BACKBONES))
 def test_every_backbone_is_buildable_by_name(name):
   model = composite.build_model(config(name=name, in_size=64, out_size=64))
@@ -35,6 +41,7 @@ def test_every_backbone_is_buildable_by_name(name):
   assert params > 0
 
 
+@pytest.mark.slow
 def test_bf16_compute_gives_finite_float32_logits_and_float32_params():
   model = composite.build_model(config(dtype='bfloat16'))
   images = jax.random.randint(jax.random.key(1), (2, 64, 64, 3), 0, 256
@@ -49,6 +56,7 @@ def test_bf16_compute_gives_finite_float32_logits_and_float32_params():
   assert resized.shape == (2, 32, 32, 3) and resized.dtype == jnp.bfloat16
 
 
+@pytest.mark.slow
 def test_resize_method_returns_the_resizer_output_in_unit_range():
   model = composite.build_model(config('bilinear', 64, 32))
   images = jnp.full((1, 64, 64, 3), 255, jnp.uint8)
@@ -68,6 +76,8 @@ def test_resize_method_returns_the_resizer_output_in_unit_range():
     (lambda c: c.model.update(name='vgg'), "config.model.name='vgg'.*resnet50"),
     (lambda c: c.model.update(num_classes=0), 'config.model.num_classes=0'),
     (lambda c: c.model.update(dtype='fp8'), "config.model.dtype='fp8'"),
+    (lambda c: c.model.update(conv_impl='cudnn'),
+     "config.model.conv_impl='cudnn'.*cpu_forms"),
 ])
 def test_bad_config_fails_at_construction_naming_the_key(edit, match):
   c = config()
@@ -76,6 +86,7 @@ def test_bad_config_fails_at_construction_naming_the_key(edit, match):
     composite.build_model(c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('resizer', ['learned', 'muller'])
 def test_remat_changes_no_output_gradient_or_statistic(resizer):
   """config.model.remat='resizer' recomputes the resizer in the backward
@@ -124,6 +135,7 @@ def train_step_temp_bytes(c, batch_size: int) -> int:
   return compiled.memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_remat_frees_the_input_resolution_activations_of_the_compiled_step():
   """What remat is for, measured on the program XLA runs: the compiled
   train step no longer holds the learned resizer's 16-channel activations
@@ -149,3 +161,52 @@ def test_an_unknown_remat_is_refused_naming_the_key():
   c.model.remat = 'everything'
   with pytest.raises(ValueError, match=r"config.model.remat='everything'"):
     composite.build_model(c)
+
+
+@pytest.mark.parametrize('name', sorted(
+    n for n in composite.BACKBONES if n.endswith('_tiny')) + ['inception_v2'])
+def test_every_convolution_of_a_backbone_is_its_conv_field(name):
+  """A backbone's `conv` field builds all of its convolutions: each call of
+  the given module's convolution is one kernel among the parameters."""
+  calls = []
+  def counting_conv(*args, **kwargs):
+    calls.append(args[1].shape)
+    return jax.lax.conv_general_dilated(*args, **kwargs)
+  conv = functools.partial(nn.Conv, conv_general_dilated=counting_conv)
+  backbone = composite.BACKBONES[name](num_classes=3, conv=conv)
+  params = jax.eval_shape(lambda x: backbone.init(jax.random.key(0), x,
+                                                  train=False),
+                          jnp.zeros((1, 32, 32, 3)))['params']
+  kernels = [leaf.shape for leaf in jax.tree.leaves(params)
+             if len(leaf.shape) == 4]
+  assert sorted(calls) == sorted(kernels) and kernels
+
+
+@pytest.mark.parametrize('conv_impl', ['lax', 'cpu_forms'])
+def test_the_learned_resizers_convolutions_follow_config_model_conv_impl(
+    conv_impl):
+  c = config()
+  c.model.conv_impl = conv_impl
+  model = composite.build_model(c)
+  assert model.resizer.conv is CONV_IMPLS[conv_impl]
+  assert model.backbone.conv is CONV_IMPLS[conv_impl]
+
+
+def test_by_default_forward_mode_autodiff_runs_through_the_model():
+  """jax.jvp works through the default convolutions on every platform, CPU
+  included; the opt-in CPU forms are custom_vjp functions, which it cannot
+  differentiate forwards."""
+  c = config()
+  images = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
+  def jvp(c):
+    model = composite.build_model(c)
+    v = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+        images)
+    f = lambda x: model.apply(v, x, train=False)
+    return jax.jit(lambda x: jax.jvp(f, (x,), (jnp.ones_like(x),)))(images)
+  logits, tangents = jvp(c)
+  assert tangents.shape == logits.shape == (2, 5)
+  assert bool(jnp.all(jnp.isfinite(tangents)))
+  c.model.conv_impl = 'cpu_forms'
+  with pytest.raises(TypeError, match='custom_vjp'):
+    jvp(c)

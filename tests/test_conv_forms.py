@@ -57,6 +57,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', list(CASES))
 def test_each_form_matches_lax_in_value_and_both_gradients(name):
   x_shape, k_shape, strides, padding, primitive = CASES[name]
@@ -71,6 +72,7 @@ def test_each_form_matches_lax_in_value_and_both_gradients(name):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * np.abs(w).max())
 
 
+@pytest.mark.slow
 def test_bfloat16_keeps_dtypes_and_agrees_to_bf16_precision():
   x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3), jnp.bfloat16)
   k = (jax.random.normal(jax.random.key(2), (7, 7, 3, 8)) / 12).astype(
@@ -128,14 +130,3 @@ def test_lowered_for_an_accelerator_it_is_lax_itself(platform):
     assert _convolutions(_forms, platform, x, k, strides, padding) == want
     # The same program lowered for CPU takes the form.
     assert _convolutions(_forms, 'cpu', x, k, strides, padding) != want
-
-
-def test_switched_off_it_is_lax_itself(monkeypatch):
-  monkeypatch.setattr(conv_forms, 'ENABLED', False)
-  for name in ('pointwise 1x1', 'few outputs, 7x7 16→3 SAME',
-               'stem 7x7/2 symmetric, even size'):
-    x_shape, k_shape, strides, padding, _ = CASES[name]
-    jaxpr = _primitives(jnp.ones(x_shape), jnp.ones(k_shape), strides,
-                        padding)
-    assert 'custom_vjp' not in jaxpr and 'dot_general' not in jaxpr
-    assert 'conv_general_dilated' in jaxpr

@@ -31,10 +31,18 @@ def batch_norm(train: bool, dtype: Dtype, axis_name: str | None, *,
       epsilon=epsilon, dtype=dtype, axis_name=axis_name, **kwargs)
 
 
-# nn.Conv, with the same parameters, computed on CPU in the forms of
-# conv_forms (which make a ResNet-50 training step there a third faster).
-Conv = functools.partial(
-    nn.Conv, conv_general_dilated=conv_forms.conv_general_dilated)
+# `config.model.conv_impl`: the convolution module every model layer is
+# built with (each backbone and the learned resizer take it as their `conv`
+# field). 'lax' is nn.Conv itself. 'cpu_forms' is nn.Conv with the same
+# parameters, computed in a CPU program through conv_forms' custom_vjp forms
+# (a ResNet-50 training step on XLA:CPU about a third faster), and as
+# nn.Conv in a GPU/TPU program. It is for CPU runs only: forward-mode
+# autodiff (jax.jvp, jax.jacfwd) fails through a custom_vjp on CPU.
+CONV_IMPLS: dict[str, ModuleDef] = {
+    'lax': nn.Conv,
+    'cpu_forms': functools.partial(
+        nn.Conv, conv_general_dilated=conv_forms.conv_general_dilated),
+}
 
 PADDINGS = ('symmetric', 'tf_same')
 

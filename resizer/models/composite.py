@@ -10,7 +10,8 @@
   config.model: name (a key of BACKBONES), num_classes, dtype ('float32' |
       'bfloat16' | 'float16'), convention ('torchvision' | 'keras', see
       conventions.py; optional, default 'torchvision'), remat (one of
-      REMAT; optional, default 'none').
+      REMAT; optional, default 'none'), conv_impl (a key of
+      common.CONV_IMPLS; optional, default 'lax').
 
 Sizes are an int (square) or a (height, width) pair.
 """
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 
 from resizer.models import (conventions, densenet, efficientnet, inception,
                             mobilenet, resnet)
-from resizer.models.common import Dtype, ModuleDef
+from resizer.models.common import CONV_IMPLS, Dtype, ModuleDef
 from resizer.models.resizers import (FixedResizer, IdentityResizer,
                                      LearnedResizer, MullerResizer)
 
@@ -115,11 +116,12 @@ def _with_key(prefix: str, fn, **kwargs):
 
 
 def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
-                  bn_axis_name: str | None = None, remat: bool = False
-                  ) -> nn.Module:
+                  bn_axis_name: str | None = None, remat: bool = False,
+                  conv: ModuleDef = nn.Conv) -> nn.Module:
   """The resizer described by a `config.resizer` block; with `remat`, one
   that recomputes its activations in the backward pass instead of storing
-  them (same parameters, outputs and gradients)."""
+  them (same parameters, outputs and gradients). `conv` builds the learned
+  resizer's convolutions (common.CONV_IMPLS)."""
   kind = cfg.get('kind')
   if kind not in RESIZER_KINDS:
     raise ValueError(f'config.resizer.kind={kind!r} is invalid; expected one '
@@ -149,7 +151,7 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
                      stddev=cfg.get('stddev', 1.0),
                      avg_pool=cfg.get('avg_pool', False))
   return _with_key(prefix, maybe_remat(LearnedResizer), **common, dtype=dtype,
-                   bn_axis_name=bn_axis_name,
+                   bn_axis_name=bn_axis_name, conv=conv,
                    num_filters=cfg.get('num_filters', 16),
                    num_res_blocks=cfg.get('num_res_blocks', 1))
 
@@ -169,6 +171,15 @@ def convention(cfg: Mapping) -> conventions.Convention:
                          cfg.get('convention', 'torchvision'))
 
 
+def conv_impl(cfg: Mapping) -> ModuleDef:
+  """The convolution module named by `config.model.conv_impl`."""
+  name = cfg.get('conv_impl', 'lax')
+  if name not in CONV_IMPLS:
+    raise ValueError(f'config.model.conv_impl={name!r} is invalid; expected '
+                     f'one of {list(CONV_IMPLS)}.')
+  return CONV_IMPLS[name]
+
+
 def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
   """The backbone described by a `config.model` block."""
   name = cfg.get('name')
@@ -180,7 +191,7 @@ def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
     raise ValueError(f'config.model.num_classes={num_classes!r} is invalid; '
                      'expected an integer >= 1.')
   return BACKBONES[name](num_classes=num_classes, dtype=compute_dtype(cfg),
-                         bn_axis_name=bn_axis_name,
+                         bn_axis_name=bn_axis_name, conv=conv_impl(cfg),
                          **convention(cfg).backbone_kwargs)
 
 
@@ -201,5 +212,6 @@ def build_model(config: Mapping, bn_axis_name: str | None = None
       convention(config['model']).normalization]
   return ResizerBackbone(
       resizer=build_resizer(config['resizer'], dtype, bn_axis_name,
-                            remat=remat == 'resizer'),
+                            remat=remat == 'resizer',
+                            conv=conv_impl(config['model'])),
       backbone=backbone, dtype=dtype, mean=mean, std=std)

@@ -17,7 +17,8 @@ On XLA:CPU some convolutions run far below the backend's usual FLOP rate
   output gradient to stride² x 3 channels and a depth-to-space.
 
 `conv_general_dilated` is a drop-in for `lax.conv_general_dilated`, passed
-to `nn.Conv(conv_general_dilated=...)` (`common.Conv`), so parameters and
+to `nn.Conv(conv_general_dilated=...)` (`common.CONV_IMPLS['cpu_forms']`,
+which a config selects with `config.model.conv_impl`), so parameters and
 checkpoints are those of a plain `nn.Conv`. Every form computes the same
 sums as lax, up to floating-point reassociation (tests/test_conv_forms.py).
 They apply to the CPU program only: the choice is made when the program is
@@ -36,9 +37,6 @@ from jax import lax
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 # At most this many channels count as "few": the RGB side of a convolution.
 FEW_CHANNELS = 4
-# False: always lax's own convolution (benchmarks/train_step.py
-# --conv_impl=lax sets it, to measure what these forms buy).
-ENABLED = True
 
 
 def _conv(x, kernel, strides, pads):
@@ -172,7 +170,7 @@ def _cpu_form(lhs_shape, rhs_shape, window_strides, padding, lhs_dilation,
               rhs_dilation, dimension_numbers, feature_group_count, precision,
               preferred_element_type):
   """The (x, kernel) -> output form for this convolution, or None for lax's."""
-  if (not ENABLED or len(lhs_shape) != 4
+  if (len(lhs_shape) != 4
       or feature_group_count != 1
       or preferred_element_type is not None
       or not (_is_one(lhs_dilation) and _is_one(rhs_dilation))

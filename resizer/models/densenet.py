@@ -11,7 +11,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import (Conv, Dtype, ModuleDef, batch_norm,
+from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    global_avg_pool, same_padding)
 
 
@@ -55,10 +55,11 @@ class DenseNet(nn.Module):
   bn_axis_name: str | None = None
   bn_epsilon: float = 1e-5  # Keras: 1.001e-5
   bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype)
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     x = conv(self.num_init_features, (7, 7), (2, 2), padding=same_padding(7),

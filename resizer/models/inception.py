@@ -50,7 +50,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import Conv, Dtype, ModuleDef, batch_norm
+from resizer.models.common import Dtype, ModuleDef, batch_norm
 
 # slim's `variance_scaling_initializer()` (factor 2, FAN_IN, truncated normal
 # of stddev sqrt(1.3 * 2 / fan_in)); jax corrects the truncation with
@@ -85,13 +85,14 @@ class ConvBN(nn.Module):
   strides: int = 1
   stddev: float | None = None  # slim's trunc_normal(stddev); None: he_init
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x):
     init = he_init if self.stddev is None else trunc_normal(self.stddev)
-    x = Conv(self.features, (self.kernel_size,) * 2, (self.strides,) * 2,
-                padding='SAME', use_bias=False, dtype=self.dtype,
-                kernel_init=init, name='conv')(x)
+    x = self.conv(self.features, (self.kernel_size,) * 2,
+                  (self.strides,) * 2, padding='SAME', use_bias=False,
+                  dtype=self.dtype, kernel_init=init, name='conv')(x)
     return nn.relu(self.norm(name='batch_norm')(x))
 
 
@@ -105,19 +106,20 @@ class SeparableConv(nn.Module):
   strides: int = 1
   stddev: float = 1.0
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x):
     in_channels = x.shape[-1]
-    x = Conv(in_channels * self.depth_multiplier, (self.kernel_size,) * 2,
-                (self.strides,) * 2, padding='SAME',
-                feature_group_count=in_channels, use_bias=False,
-                dtype=self.dtype, kernel_init=trunc_normal(self.stddev),
-                name='depthwise')(x)
+    x = self.conv(in_channels * self.depth_multiplier,
+                  (self.kernel_size,) * 2, (self.strides,) * 2,
+                  padding='SAME', feature_group_count=in_channels,
+                  use_bias=False, dtype=self.dtype,
+                  kernel_init=trunc_normal(self.stddev), name='depthwise')(x)
     # slim: pointwise_initializer=None falls back to weights_initializer.
-    x = Conv(self.features, (1, 1), padding='SAME', use_bias=True,
-                dtype=self.dtype, kernel_init=trunc_normal(self.stddev),
-                bias_init=nn.initializers.zeros, name='pointwise')(x)
+    x = self.conv(self.features, (1, 1), padding='SAME', use_bias=True,
+                  dtype=self.dtype, kernel_init=trunc_normal(self.stddev),
+                  bias_init=nn.initializers.zeros, name='pointwise')(x)
     return nn.relu(x)
 
 
@@ -132,6 +134,7 @@ class Branch(nn.Module):
   norm: ModuleDef
   pool: str | None = None  # 'avg' or 'max', before the convolutions
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x):
@@ -143,7 +146,7 @@ class Branch(nn.Module):
       raise ValueError(f'unknown pool {self.pool!r}')
     for name, depth, kernel, stride, stddev in self.convs:
       x = ConvBN(depth, kernel, self.norm, strides=stride, stddev=stddev,
-                 dtype=self.dtype, name=name)(x)
+                 dtype=self.dtype, conv=self.conv, name=name)(x)
     return x
 
 
@@ -163,11 +166,13 @@ class InceptionModule(nn.Module):
   norm: ModuleDef
   pool: str = 'avg'
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x):
     branch = lambda convs, name, pool=None: Branch(
-        convs, self.norm, pool=pool, dtype=self.dtype, name=name)(x)
+        convs, self.norm, pool=pool, dtype=self.dtype, conv=self.conv,
+        name=name)(x)
     b0 = branch((('conv2d_0a_1x1', self.b0, 1, 1, None),), 'branch_0')
     b1 = branch((('conv2d_0a_1x1', self.b1_reduce, 1, 1, 0.09),
                  ('conv2d_0b_3x3', self.b1, 3, 1, None)), 'branch_1')
@@ -192,16 +197,17 @@ class ReductionModule(nn.Module):
   b1: int
   norm: ModuleDef
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x):
     b0 = Branch((('conv2d_0a_1x1', self.b0_reduce, 1, 1, 0.09),
                  ('conv2d_1a_3x3', self.b0, 3, 2, None)),
-                self.norm, dtype=self.dtype, name='branch_0')(x)
+                self.norm, dtype=self.dtype, conv=self.conv, name='branch_0')(x)
     b1 = Branch((('conv2d_0a_1x1', self.b1_reduce, 1, 1, 0.09),
                  ('conv2d_0b_3x3', self.b1, 3, 1, None),
                  ('conv2d_1a_3x3', self.b1, 3, 2, None)),
-                self.norm, dtype=self.dtype, name='branch_1')(x)
+                self.norm, dtype=self.dtype, conv=self.conv, name='branch_1')(x)
     b2 = max_pool_3x3(x, stride=2)
     return jnp.concatenate([b0, b1, b2], axis=-1)
 
@@ -212,6 +218,7 @@ class InceptionV2(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.2  # slim's dropout_keep_prob 0.8
   dtype: Dtype = jnp.float32
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
   bn_axis_name: str | None = None
   bn_epsilon: float = 1e-3  # inception_arg_scope's batch_norm_epsilon
   bn_momentum: float = 0.9997  # inception_arg_scope's batch_norm_decay
@@ -223,15 +230,17 @@ class InceptionV2(nn.Module):
                       use_scale=False)
     conv = lambda depth, kernel, name, strides=1, stddev=None: ConvBN(
         depth, kernel, norm, strides=strides, stddev=stddev,
-        dtype=self.dtype, name=name)
+        dtype=self.dtype, conv=self.conv, name=name)
     mixed = lambda name, *depths, pool='avg': InceptionModule(
-        *depths, norm=norm, pool=pool, dtype=self.dtype, name=name)
+        *depths, norm=norm, pool=pool, dtype=self.dtype, conv=self.conv,
+        name=name)
     reduction = lambda name, *depths: ReductionModule(
-        *depths, norm=norm, dtype=self.dtype, name=name)
+        *depths, norm=norm, dtype=self.dtype, conv=self.conv, name=name)
 
     # 224 x 224 x 3. slim: depthwise_multiplier = min(int(depth(64) / 3), 8).
     x = SeparableConv(64, 7, depth_multiplier=min(64 // 3, 8), strides=2,
-                      stddev=1.0, dtype=self.dtype, name='conv2d_1a_7x7')(x)
+                      stddev=1.0, dtype=self.dtype, conv=self.conv,
+                      name='conv2d_1a_7x7')(x)
     # 112 x 112 x 64
     x = max_pool_3x3(x, stride=2)  # MaxPool_2a_3x3
     # 56 x 56 x 64
@@ -256,7 +265,7 @@ class InceptionV2(nn.Module):
     x = jnp.mean(x, axis=(1, 2), keepdims=True)  # 1 x 1 x 1024
     x = nn.Dropout(self.dropout_rate, deterministic=not train,
                    name='dropout_1b')(x)
-    x = Conv(self.num_classes, (1, 1), use_bias=True, dtype=self.dtype,
-                kernel_init=he_init, bias_init=nn.initializers.zeros,
-                name='conv2d_1c_1x1')(x)  # slim's Logits/Conv2d_1c_1x1
+    x = self.conv(self.num_classes, (1, 1), use_bias=True, dtype=self.dtype,
+                  kernel_init=he_init, bias_init=nn.initializers.zeros,
+                  name='conv2d_1c_1x1')(x)  # slim's Logits/Conv2d_1c_1x1
     return x[:, 0, 0, :]  # SpatialSqueeze

@@ -22,7 +22,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import (Conv, Dtype, ModuleDef, batch_norm,
+from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    conv_kernel_init, global_avg_pool,
                                    make_divisible, same_padding)
 
@@ -82,10 +82,11 @@ class MobileNetV2(nn.Module):
   bn_epsilon: float = 1e-5
   bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
   padding: str = 'symmetric'  # or 'tf_same' (Keras)
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype,
+    conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype,
                              kernel_init=conv_kernel_init)
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)

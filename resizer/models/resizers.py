@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resizer.models.common import Conv, Dtype, ModuleDef
+from resizer.models.common import Dtype, ModuleDef
 
 # Names accepted for `interpolation`, mapped to `jax.image.resize` methods.
 INTERPOLATIONS = {
@@ -214,6 +214,7 @@ class LearnedResizer(nn.Module):
   # the zoo's 0.9 so that short runs get usable running statistics.
   bn_epsilon: float = 1e-3
   bn_momentum: float = 0.9
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   def __post_init__(self):
     owner = 'LearnedResizer'
@@ -232,7 +233,7 @@ class LearnedResizer(nn.Module):
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
         epsilon=self.bn_epsilon, dtype=self.dtype, axis_name=self.bn_axis_name)
-    conv = functools.partial(Conv, dtype=self.dtype)
+    conv = functools.partial(self.conv, dtype=self.dtype)
     conv3x3 = functools.partial(conv, self.num_filters, (3, 3), padding='SAME',
                                 use_bias=False)
     resize_to_target = functools.partial(

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resizer.models.common import (Conv, Dtype, ModuleDef, batch_norm,
+from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    global_avg_pool, same_padding)
 
 
@@ -78,10 +78,11 @@ class ResNet(nn.Module):
   bn_epsilon: float = 1e-5
   bn_momentum: float = 0.9  # flax convention; torch momentum 0.1
   stride_in_1x1: bool = False  # True: v1 (Keras); bottleneck blocks only
+  conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype)
     norm = batch_norm(train, self.dtype, self.bn_axis_name,
                       momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     block_cls = self.block_cls
