@@ -384,29 +384,30 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
       owner.heartbeat()
       saver.check()  # A failed background save stops the run here.
       is_last = step == total_steps
-      should_save = is_last or step % config.checkpoint_every_steps == 0
-      if is_last or step % config.log_every_steps == 0 or should_save:
+      save_now = itstime(step, config.checkpoint_every_steps, total_steps)
+      log_now = itstime(step, config.log_every_steps, total_steps)
+      if save_now or log_now:
         # Every checkpoint follows a check of every loss since the last one,
         # so a saved state is never past a non-finite loss.
         check_finite(pending, step, mgr.latest_step())
-        if step % config.log_every_steps == 0 or is_last:
-          elapsed = time.time() - last_log_time
-          scalars = mean_metrics(pending)
-          scalars['steps_per_sec'] = (step - last_log_step) / elapsed
-          scalars['images_per_sec'] = (scalars['steps_per_sec']
-                                       * config.input.batch_size)
-          writer.write_scalars(step, {f'train/{k}': v
-                                      for k, v in scalars.items()})
-          logging.info('%s', progress_line(step, total_steps, scalars))
-          pending, last_log_time, last_log_step = [], time.time(), step
-      if config.image_summary_every_steps and (
-          step % config.image_summary_every_steps == 0 or is_last):
+      if log_now:
+        elapsed = time.time() - last_log_time
+        scalars = mean_metrics(pending)
+        scalars['steps_per_sec'] = (step - last_log_step) / elapsed
+        scalars['images_per_sec'] = (scalars['steps_per_sec']
+                                     * config.input.batch_size)
+        writer.write_scalars(step, {f'train/{k}': v
+                                    for k, v in scalars.items()})
+        logging.info('%s', progress_line(step, total_steps, scalars))
+        pending, last_log_time, last_log_step = [], time.time(), step
+      if config.image_summary_every_steps and itstime(
+          step, config.image_summary_every_steps, total_steps):
         write_images(step, state)
-      if step % config.eval_every_steps == 0 or is_last:
+      if itstime(step, config.eval_every_steps, total_steps):
         evaluations = evaluate_all(state)
         write_eval(step, evaluations)
         logging.info('Eval at step %d: %s', step, evaluations)
-      if should_save:
+      if save_now:
         saver.save(state)
         segments.update(step)
       if not is_last and watcher.should_stop(step):
@@ -433,6 +434,12 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
 
 
 # ----------------------------------------------------------------- helpers
+
+def itstime(step: int, every: int, total_steps: int) -> bool:
+  """Whether a periodic action is due after `step`: every `every` steps
+  (none between when `every` is 0) and after the last step."""
+  return step == total_steps or (every > 0 and step % every == 0)
+
 
 def mean_metrics(pending: list[dict[str, jnp.ndarray]]) -> dict[str, float]:
   """The mean of each per-step metric over the steps since the last log."""

@@ -42,6 +42,7 @@ def final_params(workdir):
   return mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())
 
 
+@pytest.mark.slow
 def test_short_run_writes_metrics_checkpoints_and_tensorboard(tmp_path):
   results = run(tiny_config(), tmp_path)
   ev = results['eval']
@@ -54,6 +55,7 @@ def test_short_run_writes_metrics_checkpoints_and_tensorboard(tmp_path):
   assert json.loads((tmp_path / 'results.json').read_text())['eval'] == ev
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('ema_decay', [0.0, 0.5])
 def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path,
                                                            ema_decay):
@@ -84,6 +86,7 @@ def jax_leaves(tree):
   return jax.tree.leaves(tree)
 
 
+@pytest.mark.slow
 def test_eval_counts_every_example_once(tmp_path):
   """20 examples in batches of 8 (4 padded) and in one batch of 20 agree."""
   padded = run(tiny_config(total_steps=1, eval_every_steps=1), tmp_path / 'a')
@@ -94,6 +97,7 @@ def test_eval_counts_every_example_once(tmp_path):
     assert padded['eval'][k] == pytest.approx(whole['eval'][k], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_accumulation_reaches_the_trainers_step(tmp_path):
   """config.optim.accumulate_steps changes what BatchNorm sees, so the
   trained weights differ from the same run without it (remat, on, changes
@@ -110,6 +114,7 @@ def test_accumulation_reaches_the_trainers_step(tmp_path):
                                                  jax.tree.leaves(b))) > 1e-6
 
 
+@pytest.mark.slow
 def test_a_warm_started_run_averages_from_the_warm_weights(tmp_path):
   run(tiny_config(total_steps=2), tmp_path / 'source')
   results = run(tiny_config(**{'total_steps': 1, 'ema_decay': 0.5,
@@ -123,6 +128,7 @@ def test_a_warm_started_run_averages_from_the_warm_weights(tmp_path):
     np.testing.assert_allclose(e, 0.5 * w + 0.5 * p, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_eval_only_evaluates_the_latest_checkpoint(tmp_path):
   trained = run(tiny_config(), tmp_path)
   again = run(tiny_config(eval_only=True), tmp_path)
@@ -135,6 +141,7 @@ def test_eval_only_without_checkpoint_fails(tmp_path):
     run(tiny_config(eval_only=True), tmp_path)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
   with pytest.raises(FloatingPointError, match=r'at step \d+') as error:
     run(tiny_config(**{'optim.learning_rate': 1e30, 'total_steps': 8,
@@ -162,3 +169,11 @@ def test_bad_config_fails_before_compiling_naming_the_key(tmp_path, key, value, 
     run(tiny_config(**{key: value}), tmp_path)
   assert not os.path.exists(tmp_path / 'checkpoints')
   assert not os.path.exists(tmp_path / 'config.json')  # A run's record stays.
+
+
+def test_periodic_actions_fall_on_multiples_of_their_period_and_the_last_step():
+  due = lambda every: [s for s in range(1, 11) if train.itstime(s, every, 10)]
+  assert due(4) == [4, 8, 10]
+  assert due(5) == [5, 10]
+  assert due(1) == list(range(1, 11))
+  assert due(0) == [10]  # 0: no period; the last step still gets its action.
