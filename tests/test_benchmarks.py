@@ -10,6 +10,8 @@ import sys
 import jax
 import pytest
 
+pytestmark = pytest.mark.slow  # the benchmark scripts, compiled and run
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

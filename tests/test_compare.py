@@ -52,6 +52,7 @@ def test_print_only_prints_ordinary_resizer_main_commands(tmp_path):
   assert not list(tmp_path.iterdir())  # Nothing ran.
 
 
+@pytest.mark.slow
 def test_the_grid_runs_skips_what_is_finished_and_reports(tmp_path):
   command = [sys.executable, '-m', 'resizer.compare',
              '--config=configs/demo.py', f'--workdir={tmp_path}', '--seeds=1',

@@ -47,6 +47,7 @@ def test_imagenet_config_resizer_choices(name, resizer):
   assert config.resizer.in_size == expected and config.resizer.out_size == 224
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', IMAGENET)
 def test_imagenet_model_trains_abstractly_at_full_depth(name):
   """The real backbone's training forward and backward, traced (not compiled)."""
@@ -68,6 +69,7 @@ def test_imagenet_model_trains_abstractly_at_full_depth(name):
   assert jax.tree.structure(grads) == jax.tree.structure(variables['params'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', IMAGENET)
 def test_imagenet_config_runs_one_step_under_mock_data(name, tmp_path):
   config = load(name, 'res=48,out=24')

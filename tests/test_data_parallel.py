@@ -49,6 +49,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('num_devices, bn_cross_device, clip', CASES)
 def test_step_is_the_full_batch_gradient_step(num_devices, bn_cross_device,
                                               clip):
@@ -77,6 +78,7 @@ ACCUMULATION = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('num_devices, bn_cross_device, k', ACCUMULATION)
 def test_accumulated_micro_batches_make_the_full_batch_step(
     num_devices, bn_cross_device, k):
@@ -92,6 +94,7 @@ def test_accumulated_micro_batches_make_the_full_batch_step(
                                                rel=1e-5)
 
 
+@pytest.mark.slow
 def test_accumulation_with_cross_device_batchnorm_groups_micro_batches_across_devices():
   """4 devices x 2 micro-batches, global statistics: BN's group i is every
   device's i-th micro-batch, rows that are not contiguous in the batch."""
@@ -110,6 +113,7 @@ def test_accumulation_with_cross_device_batchnorm_groups_micro_batches_across_de
                                                rel=1e-5)
 
 
+@pytest.mark.slow
 def test_batchnorm_alone_separates_accumulation_from_one_large_batch():
   """Every model here has BatchNorm, whose statistics come from what one
   forward pass sees: accumulation equals the large-batch step with BN
@@ -128,6 +132,7 @@ def test_batchnorm_alone_separates_accumulation_from_one_large_batch():
   assert diff > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('num_devices', [1, 4])
 def test_the_weight_average_follows_the_updated_parameters(num_devices):
   """ema ← d · ema + (1 − d) · params, on the parameters after the update,

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # the command-line tools end to end
+
 
 def cli(*args, check=True):
   return subprocess.run([sys.executable, '-m', *args], capture_output=True,

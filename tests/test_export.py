@@ -37,6 +37,7 @@ def images(batch, seed=0):
       0, 256, (batch, IN_SIZE, IN_SIZE, 3), dtype=np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('batch', [1, 5])
 def test_saved_models_reproduce_jax_outputs(exported, batch):
   tmp, _ = exported
@@ -53,6 +54,7 @@ def test_saved_models_reproduce_jax_outputs(exported, batch):
   np.testing.assert_allclose(logits, want_logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_json_describes_the_export(exported):
   tmp, description = exported
   assert json.loads((tmp / 'out' / 'export.json').read_text()) == description
@@ -62,6 +64,7 @@ def test_export_json_describes_the_export(exported):
   assert description['num_classes'] == 1000
 
 
+@pytest.mark.slow
 def test_example_script_resizes_an_image_file_with_tensorflow_only(exported):
   tmp, _ = exported
   photo = np.random.default_rng(3).integers(0, 256, (60, 80, 3), np.uint8)
@@ -81,6 +84,7 @@ def test_example_script_resizes_an_image_file_with_tensorflow_only(exported):
   assert np.abs(small.astype(np.float32) - want).max() <= 1
 
 
+@pytest.mark.slow
 def test_command_line_exports_and_refuses_an_existing_directory(exported):
   tmp, _ = exported
   command = [sys.executable, '-m', 'resizer.export',
@@ -108,6 +112,7 @@ def test_missing_run_fails_naming_the_file(tmp_path):
     export.export(str(tmp_path), str(tmp_path / 'out'))
 
 
+@pytest.mark.slow
 def test_ema_weights_are_exported_on_request(tmp_path, exported):
   run(tiny_config(total_steps=2, ema_decay=0.5), tmp_path / 'run')
   description = export.export(str(tmp_path / 'run'), str(tmp_path / 'out'),

@@ -1,6 +1,7 @@
 """The demo dataset: deterministic, balanced, and resolution-dependent."""
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 from resizer.datasets import fine_gratings
@@ -51,6 +52,7 @@ def test_class_is_visible_at_input_and_lost_by_antialiased_resize():
   assert at_target < 0.45   # Chance is 0.25.
 
 
+@pytest.mark.slow
 def test_tfds_builder_prepares_the_same_bytes_twice(tmp_path):
   def prepared_images(data_dir):
     builder = tfds.builder('fine_gratings/tiny', data_dir=str(data_dir))

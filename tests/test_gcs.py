@@ -24,6 +24,8 @@ import tensorflow_datasets as tfds
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from tests.helpers import tiny_demo_args
 
+pytestmark = pytest.mark.slow  # training against a local GCS emulator
+
 pytest.importorskip('gcp_storage_emulator')
 if not shutil.which('openssl'):
   pytest.skip('openssl is needed for the test certificate',

@@ -95,6 +95,7 @@ def save_legacy_h5(net, path):
     legacy_h5_format.save_weights_to_hdf5_group(f, net)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(KERAS_MODELS))
 def test_keras_weights_reproduce_keras_logits(name, tmp_path):
   import keras  # pylint: disable=g-import-not-at-top
@@ -119,6 +120,7 @@ def test_keras_weights_reproduce_keras_logits(name, tmp_path):
   assert_same_logits(our_logits(tmp_path / 'out', name, 'keras', x), theirs)
 
 
+@pytest.mark.slow
 def test_keras_file_of_another_model_is_refused_naming_the_file(tmp_path):
   source = tmp_path / 'mobilenet.weights.h5'
   keras_model('mobilenet_v2').save_weights(source)
@@ -150,6 +152,7 @@ def save_state_dict(net, path, old_densenet_keys=False):
   torch.save(state, path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', TORCH_MODELS)
 def test_torchvision_weights_reproduce_torch_logits(name, tmp_path):
   net = torch_models.build(name, NUM_CLASSES)
@@ -216,6 +219,7 @@ def test_pickled_code_is_not_executed(tmp_path):
                                   str(tmp_path / 'out'))
 
 
+@pytest.mark.slow
 def test_command_line_imports_and_names_bad_input(tmp_path, densenet_state):
   torch.save(densenet_state, tmp_path / 'w.pth')
   command = [sys.executable, '-m', 'resizer.import_weights',

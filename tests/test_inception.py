@@ -222,6 +222,7 @@ def _random_variables(shapes, seed=0):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+@pytest.mark.slow
 def test_bf16_forward_small_input():
   model = InceptionV2(num_classes=10, dtype=jnp.bfloat16)
   x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))

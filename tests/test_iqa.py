@@ -45,6 +45,7 @@ def test_score_moments_of_a_point_mass_and_a_uniform():
   np.testing.assert_allclose(std, [0.0, np.sqrt(8.25)], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_demo_generator_writes_valid_ava_rows_whose_scores_fall_with_degradation(tmp_path):
   iqa_demo.write_ava_dir(str(tmp_path), num_images=40, seed=3)
   rows = [ava.parse_row(l)[0] for l in (tmp_path / 'AVA.txt').read_text().splitlines()]
@@ -65,6 +66,7 @@ def test_demo_generator_writes_valid_ava_rows_whose_scores_fall_with_degradation
   assert (low * scores).sum() / low.sum() > (high * scores).sum() / high.sum() + 4
 
 
+@pytest.mark.slow
 def test_demo_iqa_prepares_through_the_ava_builder_and_trains(tmp_path):
   manual = tmp_path / 'manual'
   iqa_demo.write_ava_dir(str(manual), num_images=40)
@@ -86,6 +88,7 @@ TINY = {'inception_v2': 'resnet_tiny', 'densenet121': 'densenet_tiny',
         'efficientnet_b0': 'efficientnet_tiny'}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module', [ava_inceptionv2, ava_densenet, ava_efficientnet])
 def test_ava_config_runs_one_step_under_mock_data(module, tmp_path):
   config = module.get_config('res=48,out=24')

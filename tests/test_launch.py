@@ -159,6 +159,17 @@ def test_the_tests_run_with_the_pinned_versions():
       '`python launch/pin.py` after the tests pass.')
 
 
+def test_ci_runs_the_readme_test_command_word_for_word():
+  """CI's install and test lines are the README's second command."""
+  readme = open(os.path.join(ROOT, 'README.md')).read()
+  commands = re.findall(r'```sh\n(.*?)\n```', readme, re.S)
+  install_and_test = commands[1].split(' && ')[2:]  # After venv, activate.
+  ci = open(os.path.join(ROOT, '.ci', 'run')).read().splitlines()
+  assert ci[-2].replace(' -q', '') == 'python -m ' + install_and_test[0]
+  assert ci[-1] == ' && '.join(install_and_test[1:])
+  assert '-m "not slow"' in ci[-1] and '-m slow' in ci[-1]
+
+
 INSTALLED = {canonicalize_name(d.metadata['Name'])
              for d in metadata.distributions()}
 

@@ -9,10 +9,13 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from tests import data_parallel_case as case
+
+pytestmark = pytest.mark.slow  # several processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

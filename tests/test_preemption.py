@@ -17,6 +17,8 @@ import tensorflow_datasets as tfds
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from tests.helpers import tiny_demo_args
 
+pytestmark = pytest.mark.slow  # a killed training process
+
 TOTAL_STEPS = 60
 
 

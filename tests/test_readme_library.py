@@ -6,6 +6,8 @@ import io
 import os
 import re
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -15,6 +17,7 @@ def readme_block(heading: str) -> str:
   return re.search(r'```python\n(.*?)```', section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_library_example_runs_and_prints_its_comments():
   code = readme_block('## The resizer in your own model')
   out = io.StringIO()

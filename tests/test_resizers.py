@@ -42,6 +42,7 @@ def test_conv_weight_counts_match_paper_table(r, n, expected):
                                      num_res_blocks=r)) == expected
 
 
+@pytest.mark.slow
 def test_residual_blocks_are_chained():
   """Block k must take block k-1's output: perturbing block 1's weights
   changes the output of a two-block resizer even with block 2 held fixed."""
@@ -74,6 +75,7 @@ def test_any_output_size(make, in_size, out_size):
   assert y.shape == (2, *out_size, 3)
 
 
+@pytest.mark.slow
 def test_learned_output_is_naive_resize_plus_unclamped_residual():
   m = LearnedResizer((16, 16))
   x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
@@ -90,6 +92,7 @@ def test_learned_output_is_naive_resize_plus_unclamped_residual():
   assert out.max() > 1.0
 
 
+@pytest.mark.slow
 def test_gradient_reaches_every_learned_parameter():
   m = LearnedResizer((16, 16), num_res_blocks=2)
   x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
@@ -122,6 +125,7 @@ def test_fixed_resizer_has_no_parameters():
   assert counts(FixedResizer((16, 16))) == (0, 0)
 
 
+@pytest.mark.slow
 def test_muller_starts_as_its_base_resize():
   m = MullerResizer((24, 40), num_layers=3)
   x = jax.random.uniform(jax.random.key(1), (2, 48, 64, 3))
@@ -155,6 +159,7 @@ def test_bad_arguments_fail_at_construction(make, match):
     make()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('in_size, out_size', [
     ((448, 448), (224, 224)), ((368, 368), (224, 224)), ((99, 81), (33, 27)),
     ((37, 53), (18, 26)), ((37, 53), (74, 106)), ((20, 30), (20, 7)),
@@ -236,6 +241,7 @@ def _as_straightforward(tree):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('in_size, out_size, interpolation, antialias', [
     ((48, 48), (24, 24), 'bilinear', False),
     ((46, 38), (20, 30), 'bilinear', False),
@@ -271,6 +277,7 @@ def test_optimised_resizer_matches_straightforward_implementation(
                 plain.apply(_as_straightforward(v), x, train=False))
 
 
+@pytest.mark.slow
 def test_optimised_resizer_synchronises_batch_statistics_like_batchnorm():
   """Under shard_map over 8 devices with the BN axis named, as in training."""
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]), ('batch',))

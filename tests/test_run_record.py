@@ -23,6 +23,8 @@ from resizer import checkpoints, lease, paths, run_record
 from tests.helpers import tiny_demo_args
 from tests.test_train import run, tiny_config
 
+pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses
+
 
 def write_lease(workdir, **fields):
   os.makedirs(workdir, exist_ok=True)

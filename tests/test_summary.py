@@ -10,6 +10,7 @@ from configs import demo, imagenet_densenet
 from resizer import summary
 
 
+@pytest.mark.slow
 def test_imagenet_densenet_summary_counts():
   s = summary.model_summary(imagenet_densenet.get_config())
   assert s['resizer_params'] == 12_035
@@ -21,6 +22,7 @@ def test_imagenet_densenet_summary_counts():
   assert s['in_size'] == [448, 448] and s['out_size'] == [224, 224]
 
 
+@pytest.mark.slow
 def test_learned_resizer_costs_flops_the_bilinear_baseline_does_not():
   learned = summary.model_summary(
       imagenet_densenet.get_config('resizer=learned,res=448'))
@@ -50,6 +52,7 @@ def test_the_demo_resizer_adds_a_paper_like_share_of_the_backbones_cost():
   assert 0.2 <= added / none['gflops_per_image'] <= 0.6
 
 
+@pytest.mark.slow
 def test_command_line_json(tmp_path):
   out = subprocess.run(
       [sys.executable, '-m', 'resizer.summary',

@@ -22,6 +22,8 @@ import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from resizer import checkpoints
 from tests.helpers import tiny_demo_args
 
+pytestmark = pytest.mark.slow  # runs in subprocesses at several device counts
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -42,6 +42,7 @@ def densenet_config(arg='', **overrides):
   return base
 
 
+@pytest.mark.slow
 def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
     tmp_path, imported):
   """1000 ImageNet classes (the mock) against 7 imported: every backbone
@@ -95,6 +96,7 @@ def test_weights_argument_names_a_directory_without_weights(tmp_path):
     common.imagenet_config(f'weights={tmp_path}', 'resnet50')
 
 
+@pytest.mark.slow
 def test_resizer_transfers_to_another_backbone(tmp_path):
   """A resizer trained with one backbone, fine-tuned with another: only the
   resizer's parameters and statistics come from the source run."""
