@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resizer.models import composite, resizers
+from resizer.models import composite
 
 Panels = dict[str, np.ndarray]
 
@@ -29,14 +29,11 @@ def panel_fn(model: composite.ResizerBackbone
   resizer's output clipped to the valid range; 'residual' is resized − naive
   scaled by `display_residual`.
   """
-  interpolation = getattr(model.resizer, 'interpolation', 'bilinear')
-  antialias = getattr(model.resizer, 'antialias', False)
-
   @jax.jit
   def resize_both(variables, images):
     resized = model.apply(variables, images, method=model.resize)
+    naive = model.apply(variables, images, method=model.naive_resize)
     x = images.astype(jnp.float32) / 255
-    naive = resizers.resize(x, resized.shape[1:3], interpolation, antialias)
     return x, naive, resized.astype(jnp.float32)
 
   def panels(variables, images) -> Panels:

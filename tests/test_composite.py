@@ -210,3 +210,28 @@ def test_by_default_forward_mode_autodiff_runs_through_the_model():
   c.model.conv_impl = 'cpu_forms'
   with pytest.raises(TypeError, match='custom_vjp'):
     jvp(c)
+
+
+@pytest.mark.parametrize('resizer, in_size, edit', [
+    ('bicubic', 64, {}),
+    ('none', 32, {}),
+    ('muller', 64, {}),
+    ('muller', 64, {'avg_pool': True}),  # Its naive resize pools first.
+])
+def test_a_resizer_with_nothing_learned_outputs_its_naive_resize(
+    resizer, in_size, edit):
+  """The image panels' 'naive' resize is the one each resizer starts from:
+  a fixed resize is its own, and MULLER's zero-initialised layers add
+  nothing to it."""
+  c = config(resizer, in_size, 32)
+  c.resizer.update(edit)
+  model = composite.build_model(c)
+  images = jax.random.randint(jax.random.key(1), (2, in_size, in_size, 3), 0,
+                              256).astype(jnp.uint8)
+  v = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
+  resized = model.apply(v, images, method=model.resize)
+  naive = model.apply(v, images, method=model.naive_resize)
+  assert naive.shape == (2, 32, 32, 3) and naive.dtype == jnp.float32
+  np.testing.assert_allclose(naive, resized, atol=1e-6)
+  if resizer == 'none':
+    np.testing.assert_array_equal(naive, images / np.float32(255))

@@ -75,11 +75,14 @@ class ResizerBackbone(nn.Module):
 
   def resize(self, images, train: bool = False):
     """The resizer's output for `images`, in the [0, 1] value range."""
-    if images.dtype == jnp.uint8:
-      images = images.astype(self.dtype) / 255
     # Positional: a rematerialised resizer takes `train` as a static
     # argument, which lifted transforms accept only by position.
-    return self.resizer(images.astype(self.dtype), train)
+    return self.resizer(_unit_range(images, self.dtype), train)
+
+  def naive_resize(self, images):
+    """The fixed resize the resizer starts from (what a learned resizer
+    adds its residual to), in float32 and the [0, 1] value range."""
+    return self.resizer.naive(_unit_range(images, jnp.float32))
 
   def __call__(self, images, train: bool = True):
     resized = self.resize(images, train=train)
@@ -88,6 +91,13 @@ class ResizerBackbone(nn.Module):
     std = jnp.asarray(self.std, self.dtype)
     logits = self.backbone((resized - mean) / std, train=train)
     return logits.astype(jnp.float32)
+
+
+def _unit_range(images, dtype: Dtype):
+  """uint8 images scaled by 1/255, or float images in [0, 1], as `dtype`."""
+  if images.dtype == jnp.uint8:
+    images = images.astype(dtype) / 255
+  return images.astype(dtype)
 
 
 def as_size(value: Any, key: str) -> tuple[int, int]:

@@ -115,9 +115,13 @@ class FixedResizer(nn.Module):
     check_interpolation('FixedResizer', self.interpolation)
     super().__post_init__()
 
+  def naive(self, x):
+    """The fixed resize this resizer starts from: for this one, itself."""
+    return resize(x, self.out_size, self.interpolation, self.antialias)
+
   def __call__(self, x, train: bool = True):
     del train  # No state.
-    return resize(x, self.out_size, self.interpolation, self.antialias)
+    return self.naive(x)
 
 
 class IdentityResizer(nn.Module):
@@ -127,6 +131,10 @@ class IdentityResizer(nn.Module):
   def __post_init__(self):
     check_size('IdentityResizer', 'out_size', self.out_size)
     super().__post_init__()
+
+  def naive(self, x):
+    """The fixed resize this resizer starts from: none."""
+    return x
 
   def __call__(self, x, train: bool = True):
     del train
@@ -226,6 +234,10 @@ class LearnedResizer(nn.Module):
            owner, 'num_res_blocks', self.num_res_blocks, 'an integer >= 1')
     super().__post_init__()
 
+  def naive(self, x):
+    """The fixed resize this resizer adds its learned residual to."""
+    return resize(x, self.out_size, self.interpolation, self.antialias)
+
   @nn.compact
   def __call__(self, x, train: bool = True):
     x = x.astype(self.dtype)
@@ -240,7 +252,7 @@ class LearnedResizer(nn.Module):
         resize, out_size=self.out_size, interpolation=self.interpolation,
         antialias=self.antialias)
 
-    naive = resize_to_target(x)
+    naive = self.naive(x)
     f = act(conv(self.num_filters, (7, 7), padding='SAME', name='conv_in')(x))
     f = act(conv(self.num_filters, (1, 1), name='conv_1x1')(f))
     bottleneck = ResizedBatchNorm(
@@ -310,7 +322,9 @@ class MullerResizer(nn.Module):
            owner, 'kernel_size', self.kernel_size, 'an odd positive integer')
     super().__post_init__()
 
-  def _base_resize(self, x):
+  def naive(self, x):
+    """The base resize: MULLER's output at initialisation, to which its
+    layers add their detail terms."""
     strides = (x.shape[1] // self.out_size[0], x.shape[2] // self.out_size[1])
     if self.avg_pool and min(strides) > 1:
       x = nn.avg_pool(x, strides, strides=strides, padding='SAME',
@@ -324,12 +338,12 @@ class MullerResizer(nn.Module):
   def __call__(self, x, train: bool = True):
     del train
     x = x.astype(self.dtype)
-    net = self._base_resize(x)
+    net = self.naive(x)
     for layer in range(1, self.num_layers + 1):
       w = self.param(f'weight_{layer}', nn.initializers.zeros, ())
       b = self.param(f'bias_{layer}', nn.initializers.zeros, ())
       blurred = self._blur(x)
-      detail = self._base_resize(blurred - x)
+      detail = self.naive(blurred - x)
       net = net + jnp.tanh(w.astype(self.dtype) * detail + b.astype(self.dtype))
       x = blurred
     return net
