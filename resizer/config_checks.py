@@ -5,7 +5,7 @@ from typing import Any
 
 import ml_collections
 
-from resizer import checkpoints, optim, paths, tasks
+from resizer import checkpoints, datasets, optim, paths, tasks
 from resizer.models import composite
 
 TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
@@ -80,6 +80,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
            inp.eval_crop_fraction, 'a fraction in (0, 1]')
   _require(inp.interpolation in TF_RESIZE_METHODS, 'input.interpolation',
            inp.interpolation, f'one of {list(TF_RESIZE_METHODS)}')
+  maker = inp.get('make_manual_dir', '')
+  _require(maker in ('', *datasets.MANUAL_DIR_MAKERS), 'input.make_manual_dir',
+           maker, f"'' or one of {list(datasets.MANUAL_DIR_MAKERS)}")
 
   accumulate = config.optim.get('accumulate_steps', 1)
   _require(isinstance(accumulate, int) and not isinstance(accumulate, bool)

@@ -23,9 +23,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from jax.experimental import multihost_utils
 
-import resizer.datasets  # noqa: F401  (registers our builders)
-from resizer import paths
-from resizer.datasets import iqa_demo
+from resizer import datasets, paths  # (Importing datasets registers them.)
 
 Batch = dict[str, np.ndarray]
 
@@ -73,10 +71,12 @@ def _prepare_once(builder, cfg) -> None:
     manual_dir = cfg.get('manual_dir')
     if manual_dir:
       manual_dir = paths.resolve(manual_dir)
-      if (cfg.get('make_manual_dir') == 'iqa_demo'
-          and not (manual_dir / 'AVA.txt').exists()):
-        logging.info('Writing the offline IQA demo images to %s.', manual_dir)
-        iqa_demo.write_ava_dir(manual_dir)
+      maker = cfg.get('make_manual_dir')
+      if maker:
+        write, written = datasets.MANUAL_DIR_MAKERS[maker]
+        if not (manual_dir / written).exists():
+          logging.info('Writing %s into %s.', maker, manual_dir)
+          write(manual_dir)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   if jax.process_count() > 1:

@@ -162,6 +162,8 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path
     ('optim.schedule', 'linear', "config.optim.schedule='linear'"),
     ('model.num_classes', 10, r'config.model.num_classes=10.*1000, the class count'),
     ('eval_every_steps', 0, 'config.eval_every_steps=0'),
+    ('input.make_manual_dir', 'ava_download',
+     "config.input.make_manual_dir='ava_download'.*iqa_demo"),
 ])
 def test_bad_config_fails_before_compiling_naming_the_key(tmp_path, key, value, match):
   with pytest.raises((config_checks.ConfigError, ValueError, RuntimeError),
