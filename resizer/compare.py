@@ -32,8 +32,8 @@ import sys
 import ml_collections
 from absl import app, flags, logging
 
-from resizer import paths, report, summary
-from resizer.models import composite
+from resizer import paths, report
+from resizer.models import composite, costs
 
 _CONFIG = flags.DEFINE_string('config', None,
                               'Config file[:arg], as resizer.main takes it.')
@@ -105,7 +105,7 @@ def _gflops(config_arg: str, resizer: str, overrides, extra) -> float:
   config = load_config(config_arg, resizer)
   _apply(config, [tuple(s.split('=', 1)) for s in extra])
   _apply(config, overrides)
-  return summary.model_summary(config)['gflops_per_image']
+  return costs.model_summary(config)['gflops_per_image']
 
 
 def _variant(spec: str) -> tuple[str, bool]:

@@ -31,8 +31,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from resizer import checkpoints, config_checks, event_history, image_summaries
 from resizer import input_pipeline, lease, optim, paths, preemption
-from resizer import run_record, summary, tasks
-from resizer.models import composite
+from resizer import run_record, tasks
+from resizer.models import composite, costs
 
 AXIS = 'data'
 
@@ -326,8 +326,8 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
       str(workdir), just_logging=jax.process_index() > 0)
   if start_step == 0 and not config.eval_only:
     writer.write_hparams(flat_hparams(config))
-  model_info = summary.model_summary(config)
-  logging.info('Model:\n%s', summary.format_summary(model_info))
+  model_info = costs.model_summary(config)
+  logging.info('Model:\n%s', costs.format_summary(model_info))
   image_batch = next(input_pipeline.eval_batches(
       builder, config.input, size=in_size,
       local_batch_size=local_eval_batch, num_batches=1))['image'][:4]

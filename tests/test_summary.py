@@ -1,4 +1,5 @@
-"""`python -m resizer.summary` reports counts and FLOPs of a config."""
+"""A config's parameter counts and FLOPs (resizer.models.costs), and
+`python -m resizer.summary`, which prints them."""
 
 import json
 import subprocess
@@ -7,12 +8,12 @@ import sys
 import pytest
 
 from configs import demo, imagenet_densenet
-from resizer import summary
+from resizer.models import costs
 
 
 @pytest.mark.slow
 def test_imagenet_densenet_summary_counts():
-  s = summary.model_summary(imagenet_densenet.get_config())
+  s = costs.model_summary(imagenet_densenet.get_config())
   assert s['resizer_params'] == 12_035
   # The paper's count: convolution kernels only.
   assert s['resizer_conv_weights'] == 11_872
@@ -24,9 +25,9 @@ def test_imagenet_densenet_summary_counts():
 
 @pytest.mark.slow
 def test_learned_resizer_costs_flops_the_bilinear_baseline_does_not():
-  learned = summary.model_summary(
+  learned = costs.model_summary(
       imagenet_densenet.get_config('resizer=learned,res=448'))
-  none = summary.model_summary(imagenet_densenet.get_config('resizer=none'))
+  none = costs.model_summary(imagenet_densenet.get_config('resizer=none'))
   # DenseNet-121 at 224 is ~2.9 GMACs, so ~5.7 GFLOPs.
   assert 5.0 < none['gflops_per_image'] < 6.5
   assert learned['gflops_per_image'] > none['gflops_per_image'] + 1.5
@@ -41,8 +42,8 @@ def conv_gflops(pixels: int, kernel: int, cin: int, cout: int) -> float:
 def test_the_demo_resizer_adds_a_paper_like_share_of_the_backbones_cost():
   # The paper's resizer adds 20-24% to ResNet-50 at 224. A demo where it
   # costs several times the backbone compares a stem, not a resizer.
-  learned = summary.model_summary(demo.get_config())
-  none = summary.model_summary(demo.get_config('resizer=none'))
+  learned = costs.model_summary(demo.get_config())
+  none = costs.model_summary(demo.get_config('resizer=none'))
   n = demo.get_config().resizer.num_filters
   by_hand = (conv_gflops(128 * 128, 7, 3, n) + conv_gflops(128 * 128, 1, n, n)
              + 3 * conv_gflops(32 * 32, 3, n, n)     # residual block + conv
