@@ -67,7 +67,7 @@ def compile_step(config, batch_size: int, devices, execute: bool = True):
   structs and nothing runs (so `devices` may be a topology's, with no
   hardware here)."""
   mesh = jax.sharding.Mesh(np.array(devices), (train.AXIS,))
-  in_size = composite.as_size(config.resizer.in_size, 'in_size')
+  in_size = composite.sizes(config.resizer).input
   task = tasks.get_task(config)
   model = composite.build_model(config, bn_axis_name=train.AXIS)
   tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
@@ -143,7 +143,7 @@ class Setting:
                execute: bool = True):
     self.config, self.batch_size = config, batch_size
     self.devices = devices
-    self.in_size = composite.as_size(config.resizer.in_size, 'in_size')
+    self.in_size = composite.sizes(config.resizer).input
     self.compiled, self.state, self.batch, self.compile_sec = compile_step(
         config, batch_size, devices, execute)
     self.key = jax.random.key(1)
@@ -172,8 +172,8 @@ class Setting:
     config = self.config
     return dict(
         model=config.model.name, resizer=config.resizer.kind,
-        in_size=list(self.in_size), out_size=list(composite.as_size(
-            config.resizer.out_size, 'out_size')),
+        in_size=list(self.in_size),
+        out_size=list(composite.sizes(config.resizer).output),
         dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
         batch_size=self.batch_size, devices=len(self.devices),
         device_kind=self.devices[0].device_kind,

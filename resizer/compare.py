@@ -120,8 +120,7 @@ def grid(config_arg: str, learned: list[str], fixed: list[str],
   """The runs (one seed's worth) of the comparison of `config_arg`."""
   base = load_config(config_arg, learned[0] if learned else 'none')
   _apply(base, [tuple(s.split('=', 1)) for s in extra])
-  in_size = composite.as_size(base.resizer.in_size, 'config.resizer.in_size')
-  out_size = composite.as_size(base.resizer.out_size, 'config.resizer.out_size')
+  in_size, out_size = composite.sizes(base.resizer)
   runs = [Run(choice, choice, (), _gflops(config_arg, choice, (), extra))
           for choice in learned]
   target = max([r.gflops for r in runs] or [0.0]) * flops_margin

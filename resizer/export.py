@@ -68,9 +68,7 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS,
   config, variables, step = checkpoints.load_run(workdir, ema=ema)
   config.model.dtype = 'float32'
   model = composite.build_model(config)
-  in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
-  out_size = composite.as_size(config.resizer.out_size,
-                               'config.resizer.out_size')
+  in_size, out_size = composite.sizes(config.resizer)
   resizer_variables = {c: {'resizer': v['resizer']}
                        for c, v in variables.items() if 'resizer' in v}
 

@@ -228,7 +228,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
   builder = input_pipeline.get_builder(config.input)
   info = input_pipeline.dataset_info(builder, config.input)
   config_checks.validate_against_data(config, info)
-  in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  in_size = composite.sizes(config.resizer).input
   local_batch = config.input.batch_size // jax.process_count()
   local_eval_batch = config.input.eval_batch_size // jax.process_count()
   steps_per_epoch = input_pipeline.steps_per_epoch(builder, config.input,

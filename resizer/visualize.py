@@ -49,7 +49,7 @@ def image_files(path: str) -> list[str]:
 
 
 def load_images(config, paths: list[str]) -> np.ndarray:
-  size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  size = composite.sizes(config.resizer).input
   images = []
   for p in paths:
     data = tf.io.read_file(p)
@@ -61,7 +61,7 @@ def load_images(config, paths: list[str]) -> np.ndarray:
 
 
 def dataset_images(config, num: int) -> np.ndarray:
-  size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
+  size = composite.sizes(config.resizer).input
   builder = input_pipeline.get_builder(config.input)
   batch = next(input_pipeline.eval_batches(
       builder, config.input, size=size, local_batch_size=num, num_batches=1))

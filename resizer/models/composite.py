@@ -17,7 +17,7 @@ Sizes are an int (square) or a (height, width) pair.
 """
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -117,6 +117,19 @@ def as_size(value: Any, key: str) -> tuple[int, int]:
                    'a (height, width) pair of positive integers, or HxW.')
 
 
+class Sizes(NamedTuple):
+  """A `config.resizer` block's sizes, as (height, width) pairs."""
+  input: tuple[int, int]   # What the input pipeline gives the resizer.
+  output: tuple[int, int]  # What the resizer gives the backbone.
+
+
+def sizes(resizer_cfg: Mapping) -> Sizes:
+  """The sizes of a `config.resizer` block, parsed by `as_size` (whose error
+  names the key)."""
+  return Sizes(as_size(resizer_cfg.get('in_size'), 'config.resizer.in_size'),
+               as_size(resizer_cfg.get('out_size'), 'config.resizer.out_size'))
+
+
 def _with_key(prefix: str, fn, **kwargs):
   """Builds a module, prefixing a construction error with the config block."""
   try:
@@ -136,8 +149,7 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
   if kind not in RESIZER_KINDS:
     raise ValueError(f'config.resizer.kind={kind!r} is invalid; expected one '
                      f'of {list(RESIZER_KINDS)}.')
-  in_size = as_size(cfg.get('in_size'), 'config.resizer.in_size')
-  out_size = as_size(cfg.get('out_size'), 'config.resizer.out_size')
+  in_size, out_size = sizes(cfg)
   prefix = f'config.resizer (kind={kind!r})'
   common = dict(out_size=out_size,
                 interpolation=cfg.get('interpolation', 'bilinear'),

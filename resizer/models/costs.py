@@ -48,9 +48,7 @@ def conv_weights(params: Any) -> int:
 def model_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Parameter counts, resolutions and GFLOPs of `config`'s model."""
   model = composite.build_model(config)
-  in_size = composite.as_size(config.resizer.in_size, 'config.resizer.in_size')
-  out_size = composite.as_size(config.resizer.out_size,
-                               'config.resizer.out_size')
+  in_size, out_size = composite.sizes(config.resizer)
   variables = abstract_variables(model, in_size)
   params = variables['params']
   stats = variables.get('batch_stats', {})
