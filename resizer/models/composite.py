@@ -178,13 +178,18 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
                    num_res_blocks=cfg.get('num_res_blocks', 1))
 
 
+def _named(model_cfg: Mapping, key: str, default: str, choices: Mapping):
+  """`choices[config.model.<key>]`; a bad name fails naming key and choices."""
+  name = model_cfg.get(key, default)
+  if name not in choices:
+    raise ValueError(f'config.model.{key}={name!r} is invalid; expected one '
+                     f'of {list(choices)}.')
+  return choices[name]
+
+
 def compute_dtype(model_cfg: Mapping) -> Dtype:
   """The jnp dtype named by `config.model.dtype`."""
-  name = model_cfg.get('dtype', 'float32')
-  if name not in DTYPES:
-    raise ValueError(f'config.model.dtype={name!r} is invalid; expected one '
-                     f'of {list(DTYPES)}.')
-  return DTYPES[name]
+  return _named(model_cfg, 'dtype', 'float32', DTYPES)
 
 
 def convention(cfg: Mapping) -> conventions.Convention:
@@ -195,11 +200,7 @@ def convention(cfg: Mapping) -> conventions.Convention:
 
 def conv_impl(cfg: Mapping) -> ModuleDef:
   """The convolution module named by `config.model.conv_impl`."""
-  name = cfg.get('conv_impl', 'lax')
-  if name not in CONV_IMPLS:
-    raise ValueError(f'config.model.conv_impl={name!r} is invalid; expected '
-                     f'one of {list(CONV_IMPLS)}.')
-  return CONV_IMPLS[name]
+  return _named(cfg, 'conv_impl', 'lax', CONV_IMPLS)
 
 
 def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
