@@ -6,6 +6,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
@@ -31,3 +33,14 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.3')
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A TFDS data_dir holding fine_gratings/tiny (64 train, 32 test images),
+  prepared once per session."""
+  import resizer.datasets  # noqa: F401  (registers fine_gratings)
+  import tensorflow_datasets as tfds
+  path = tmp_path_factory.mktemp('tfds')
+  tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
+  return path

@@ -14,13 +14,6 @@ BATCH = 16  # fine_gratings/tiny: 64 training examples, 4 batches per epoch.
 SIZE = (32, 32)
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp('tfds')
-  tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
-  return path
-
-
 def input_config(data_dir, **overrides):
   cfg = demo.get_config().input
   cfg.update(dataset='fine_gratings/tiny', data_dir=str(data_dir),

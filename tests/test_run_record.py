@@ -16,9 +16,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from resizer import checkpoints, lease, paths, run_record
 from tests.helpers import tiny_demo_args
 from tests.test_train import run, tiny_config
@@ -156,13 +154,6 @@ def test_eval_only_and_a_finished_rerun_keep_the_training_record(tmp_path):
   again = run(tiny_config(), tmp_path)  # Finished: nothing to do.
   assert again == after
   assert json.loads((tmp_path / 'results.json').read_text()) == after
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp('tfds')
-  tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
-  return path
 
 
 def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):

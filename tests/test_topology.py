@@ -16,9 +16,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from resizer import checkpoints
 from tests.helpers import tiny_demo_args
 
@@ -35,13 +33,6 @@ def on_devices(num_devices, *args):
                        text=True, capture_output=True)
   assert out.returncode == 0, out.stderr[-4000:]
   return out
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp('tfds')
-  tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
-  return path
 
 
 def train(num_devices, workdir, data_dir, steps, *flags):
