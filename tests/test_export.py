@@ -99,6 +99,7 @@ def test_command_line_exports_and_refuses_an_existing_directory(exported):
   assert failed.returncode == 1 and 'already exists' in failed.stderr
 
 
+@pytest.mark.slow  # Its fixture trains and exports a run.
 def test_existing_output_is_never_overwritten(exported):
   tmp, _ = exported
   before = (tmp / 'out' / 'export.json').read_text()

@@ -15,6 +15,7 @@ def test_trainable_parameters_match_torchvision(make, trainable):
   assert params == trainable
 
 
+@pytest.mark.slow
 def test_densenet121_total_with_bn_statistics_matches_keras():
   assert sum(variable_counts(DenseNet121(num_classes=1000))) == 8_062_504
   assert sum(variable_counts(DenseNet121(num_classes=2), (150, 150))) == 7_039_554
