@@ -14,6 +14,7 @@ TINY = ['input.dataset=fine_gratings/tiny', 'model.name=resnet_tiny',
         'image_summary_every_steps=0']
 
 
+@pytest.mark.slow
 def test_the_ladder_climbs_from_the_target_size_past_the_learned_cost():
   runs = compare.grid('configs/demo.py', ['learned'], ['bilinear', 'area+aa'],
                       1.0, TINY)
@@ -36,6 +37,7 @@ def test_the_ladder_climbs_from_the_target_size_past_the_learned_cost():
         spec.endswith('aa')).lower()
 
 
+@pytest.mark.slow
 def test_print_only_prints_ordinary_resizer_main_commands(tmp_path):
   out = subprocess.run(
       [sys.executable, '-m', 'resizer.compare', '--config=configs/demo.py',

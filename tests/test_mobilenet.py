@@ -56,6 +56,7 @@ def test_output_shapes(hw):
   assert out.shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_tiny_runs_in_bfloat16():
   """bf16 compute, float32 parameters, eval and train, finite outputs."""
   check_bf16_forward(MobileNetV2Tiny(num_classes=5, dtype=jnp.bfloat16), num_classes=5)

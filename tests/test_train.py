@@ -136,6 +136,7 @@ def test_eval_only_evaluates_the_latest_checkpoint(tmp_path):
   assert again['eval']['loss'] == pytest.approx(trained['eval']['loss'], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_only_without_checkpoint_fails(tmp_path):
   with pytest.raises(FileNotFoundError, match='no checkpoint'):
     run(tiny_config(eval_only=True), tmp_path)
