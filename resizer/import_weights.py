@@ -40,7 +40,7 @@ import json
 import re
 import sys
 import warnings
-from typing import Callable, Iterator
+from typing import Iterator
 
 from absl import app, flags
 import jax
@@ -50,22 +50,21 @@ import numpy as np
 from resizer import checkpoints, paths
 from resizer.models import composite, conventions
 
-FAMILIES = {'resnet50': 'resnet', 'densenet121': 'densenet',
-            'densenet_tiny': 'densenet', 'mobilenet_v2': 'mobilenet_v2',
-            'mobilenet_v2_tiny': 'mobilenet_v2',
-            'efficientnet_b0': 'efficientnet',
-            'efficientnet_tiny': 'efficientnet'}
-KERAS_APPLICATIONS = {'resnet50': 'ResNet50', 'densenet121': 'DenseNet121',
-                      'mobilenet_v2': 'MobileNetV2',
-                      'efficientnet_b0': 'EfficientNetB0'}
 FORMATS = ('torch', 'keras')
 
-Tensors = dict[str, np.ndarray]
-ModulePath = tuple[str, ...]
+Tensors = conventions.Tensors
+WeightsMismatch = conventions.WeightsMismatch
 
 
-class WeightsMismatch(ValueError):
-  """A weights file that does not fit the requested backbone."""
+def importable() -> list[str]:
+  """The backbones weights can be imported for."""
+  return sorted(n for n, b in composite.BACKBONES.items() if b.weights)
+
+
+def keras_importable() -> list[str]:
+  """The backbones whose Keras applications weights can be imported."""
+  return sorted(n for n, b in composite.BACKBONES.items()
+                if b.keras_application)
 
 
 # ---------------------------------------------------------------- reading
@@ -118,9 +117,10 @@ def read_torch(path: str) -> Tensors:
 def read_keras(path: str, model: str) -> Tensors:
   """Keras applications weights as {'layer/weight': array}, read by loading
   them into the matching Keras model (built with the file's class count)."""
-  if model not in KERAS_APPLICATIONS:
+  keras_model = composite.BACKBONES[model].keras_application
+  if not keras_model:
     raise ValueError(f'--model={model!r}: Keras weights can be imported for '
-                     f'{sorted(KERAS_APPLICATIONS)}.')
+                     f'{keras_importable()}.')
   import h5py  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   shapes = {}
@@ -138,9 +138,8 @@ def read_keras(path: str, model: str) -> Tensors:
         f'layer), found {matrices or "none"}; files without the top '
         '(include_top=False, "notop") cannot be imported.')
   num_classes = matrices[0][1][1]
-  net = getattr(keras.applications, KERAS_APPLICATIONS[model])(
+  net = getattr(keras.applications, keras_model)(
       weights=None, classes=num_classes, classifier_activation=None)
-  keras_model = KERAS_APPLICATIONS[model]
   if len(shapes) != len(net.weights):
     raise WeightsMismatch(f'{path}: holds {len(shapes)} tensors, but Keras '
                           f'{keras_model} has {len(net.weights)}.')
@@ -166,112 +165,14 @@ def read_keras(path: str, model: str) -> Tensors:
 # ------------------------------------------------ our modules → source names
 
 
-def _block_index(name: str) -> tuple[int, int]:
-  """'stage3_block2' → (3, 2); 'block3_layer2' → (3, 2)."""
-  return tuple(int(n) for n in re.findall(r'\d+', name))
-
-
-def torch_name(family: str, path: ModulePath, layout: dict) -> str:
-  """The torchvision module holding our module at `path`."""
-  top, sub = path[0], path[1:]
-  if family == 'resnet':
-    fixed = dict(conv_stem='conv1', bn_stem='bn1', head='fc')
-  elif family == 'densenet':
-    fixed = dict(conv_stem='features.conv0', bn_stem='features.norm0',
-                 bn_final='features.norm5', head='classifier')
-  else:  # mobilenet_v2, efficientnet: the head conv follows the last block.
-    last = layout.get('num_blocks' if family == 'mobilenet_v2'
-                      else 'num_stages', 0) + 1
-    fixed = dict(conv_stem='features.0.0', bn_stem='features.0.1',
-                 conv_head=f'features.{last}.0', bn_head=f'features.{last}.1',
-                 head='classifier.1')
-  if top in fixed:
-    return fixed[top]
-  leaf = '/'.join(sub)
-  if family == 'resnet':
-    stage, block = _block_index(top)
-    leaf = {'downsample_conv': 'downsample.0',
-            'downsample_bn': 'downsample.1'}.get(leaf, leaf)
-    return f'layer{stage}.{block - 1}.{leaf}'
-  if family == 'densenet':
-    if top.startswith('transition'):
-      return f'features.{top}.' + {'bn': 'norm', 'conv': 'conv'}[leaf]
-    block, layer = _block_index(top)
-    return (f'features.denseblock{block}.denselayer{layer}.' +
-            {'bn1': 'norm1', 'conv1': 'conv1', 'bn2': 'norm2',
-             'conv2': 'conv2'}[leaf])
-  expands = top in layout['expanding']
-  if family == 'mobilenet_v2':
-    parts = (['conv.0.0', 'conv.0.1'] if expands else []) + [
-        f'conv.{int(expands)}.0', f'conv.{int(expands)}.1',
-        f'conv.{1 + int(expands)}', f'conv.{2 + int(expands)}']
-    names = (['conv_expand', 'bn_expand'] if expands else []) + [
-        'conv_dw', 'bn_dw', 'conv_project', 'bn_project']
-    return f'features.{layout["order"][top] + 1}.' + dict(zip(names, parts))[
-        leaf]
-  stage, block = _block_index(top)  # efficientnet
-  e = int(expands)
-  parts = {'conv_expand': 'block.0.0', 'bn_expand': 'block.0.1',
-           'conv_dw': f'block.{e}.0', 'bn_dw': f'block.{e}.1',
-           'se/fc1': f'block.{e + 1}.fc1', 'se/fc2': f'block.{e + 1}.fc2',
-           'conv_project': f'block.{e + 2}.0',
-           'bn_project': f'block.{e + 2}.1'}
-  return f'features.{stage}.{block - 1}.{parts[leaf]}'
-
-
-def keras_name(family: str, path: ModulePath, layout: dict) -> str:
-  """The Keras applications layer holding our module at `path`."""
-  top, sub = path[0], path[1:]
-  fixed = {
-      'resnet': dict(conv_stem='conv1_conv', bn_stem='conv1_bn',
-                     head='predictions'),
-      'densenet': dict(conv_stem='conv1_conv', bn_stem='conv1_bn',
-                       bn_final='bn', head='predictions'),
-      'mobilenet_v2': dict(conv_stem='Conv1', bn_stem='bn_Conv1',
-                           conv_head='Conv_1', bn_head='Conv_1_bn',
-                           head='predictions'),
-      'efficientnet': dict(conv_stem='stem_conv', bn_stem='stem_bn',
-                           conv_head='top_conv', bn_head='top_bn',
-                           head='predictions'),
-  }[family]
-  if top in fixed:
-    return fixed[top]
-  leaf = '/'.join(sub)
-  if family == 'resnet':
-    stage, block = _block_index(top)
-    suffix = {'conv1': '1_conv', 'bn1': '1_bn', 'conv2': '2_conv',
-              'bn2': '2_bn', 'conv3': '3_conv', 'bn3': '3_bn',
-              'downsample_conv': '0_conv', 'downsample_bn': '0_bn'}[leaf]
-    return f'conv{stage + 1}_block{block}_{suffix}'
-  if family == 'densenet':
-    if top.startswith('transition'):
-      return f'pool{_block_index(top)[0] + 1}_{leaf}'
-    block, layer = _block_index(top)
-    suffix = {'bn1': '0_bn', 'conv1': '1_conv', 'bn2': '1_bn',
-              'conv2': '2_conv'}[leaf]
-    return f'conv{block + 1}_block{layer}_{suffix}'
-  if family == 'mobilenet_v2':
-    index = layout['order'][top]
-    prefix = 'expanded_conv' if index == 0 else f'block_{index}'
-    suffix = {'conv_expand': 'expand', 'bn_expand': 'expand_BN',
-              'conv_dw': 'depthwise', 'bn_dw': 'depthwise_BN',
-              'conv_project': 'project', 'bn_project': 'project_BN'}[leaf]
-    return f'{prefix}_{suffix}'
-  stage, block = _block_index(top)  # efficientnet
-  suffix = {'conv_expand': 'expand_conv', 'bn_expand': 'expand_bn',
-            'conv_dw': 'dwconv', 'bn_dw': 'bn', 'se/fc1': 'se_reduce',
-            'se/fc2': 'se_expand', 'conv_project': 'project_conv',
-            'bn_project': 'project_bn'}[leaf]
-  return f'block{stage}{chr(ord("a") + block - 1)}_{suffix}'
-
-
-def _layout(params) -> dict:
-  """Block order and which blocks expand, read off our parameter tree."""
+def layout(params) -> conventions.Layout:
+  """Block order and which blocks expand, read off our parameter tree: what
+  a family's `torch_name` / `keras_name` may need besides a module's path."""
   blocks = sorted((k for k in params if k.startswith('stage')),
-                  key=_block_index)
+                  key=conventions.block_index)
   return dict(order={b: i for i, b in enumerate(blocks)},
               num_blocks=len(blocks),
-              num_stages=len({_block_index(b)[0] for b in blocks}),
+              num_stages=len({conventions.block_index(b)[0] for b in blocks}),
               expanding={b for b in blocks if 'conv_expand' in params[b]})
 
 
@@ -285,7 +186,8 @@ _BN = (('scale', 'weight', 'gamma'), ('bias', 'bias', 'beta'),
 _CONV = (('kernel', 'weight', 'kernel'), ('bias', 'bias', 'bias'))
 
 
-def _modules(params, batch_stats) -> Iterator[tuple[ModulePath, bool, dict]]:
+def _modules(params, batch_stats
+             ) -> Iterator[tuple[conventions.ModulePath, bool, dict]]:
   """(path, is BatchNorm, {leaf: shape}) for every module with variables."""
   shapes = {}
   for tree in (params, batch_stats):
@@ -312,14 +214,14 @@ def convert(tensors: Tensors, model: str, fmt: str, params, batch_stats
   """Source `tensors` as our (params, batch_stats), shaped like the given
   trees (arrays or shape structs). Every tensor must be used, every leaf
   filled, and every shape fit; errors name the tensor and both shapes."""
-  family = FAMILIES[model]
-  name_of: Callable = torch_name if fmt == 'torch' else keras_name
+  weights = composite.BACKBONES[model].weights
+  name_of = weights.torch_name if fmt == 'torch' else weights.keras_name
   sep = '.' if fmt == 'torch' else '/'
-  layout = _layout(params)
+  net_layout = layout(params)
   unused = dict(tensors)
   out = {'params': {}, 'batch_stats': {}}
   for path, is_bn, shapes in _modules(params, batch_stats):
-    source = name_of(family, path, layout)
+    source = name_of(path, net_layout)
     table = _BN if is_bn else _CONV
     for leaf, torch_suffix, keras_suffix in table:
       if leaf not in shapes:
@@ -349,38 +251,14 @@ def convert(tensors: Tensors, model: str, fmt: str, params, batch_stats
   return out['params'], out['batch_stats']
 
 
-def _fold_keras_specifics(tensors: Tensors, model: str, path: str) -> Tensors:
-  """Keras-only adjustments before the name mapping (see the module doc)."""
-  tensors = dict(tensors)
-  if model == 'resnet50':
-    for name in [n for n in tensors if n.endswith('_conv/bias')]:
-      bn = name.replace('_conv/bias', '_bn/moving_mean')
-      tensors[bn] = tensors[bn] - tensors.pop(name)
-  if FAMILIES.get(model) == 'efficientnet':
-    mean, std = conventions.NORMALIZATIONS['imagenet']
-    got_mean = tensors.pop('normalization/mean', None)
-    got_var = tensors.pop('normalization/variance', None)
-    tensors.pop('normalization/count', None)
-    # Keras' own ImageNet file stores the std as the variance and rescales
-    # after; a model normalised with var = std**2 computes the same.
-    if got_mean is None or not np.allclose(got_mean, mean, atol=1e-3) or not (
-        np.allclose(got_var, np.square(std), atol=1e-3)
-        or np.allclose(got_var, std, atol=1e-3)):
-      raise WeightsMismatch(
-          f'{path}: the Normalization layer holds mean={got_mean}, '
-          f'variance={got_var}; only ImageNet statistics (mean {mean}, '
-          f'variance {np.square(std).round(4)} or {std}) match the '
-          'normalisation our models apply.')
-  return tensors
-
-
 def import_weights(model: str, source: str, out: str,
                    fmt: str | None = None) -> dict:
   """Converts `source` into a warm-start checkpoint in `out`; returns the
   description also written to `out/imported.json`."""
-  if model not in FAMILIES:
+  if model not in importable():
     raise ValueError(f'--model={model!r} is invalid; weights can be imported '
-                     f'for {sorted(FAMILIES)}.')
+                     f'for {importable()}.')
+  weights = composite.BACKBONES[model].weights
   fmt = fmt or source_format(source)
   if fmt not in FORMATS:
     raise ValueError(f'--format={fmt!r} is invalid; expected one of '
@@ -396,10 +274,10 @@ def import_weights(model: str, source: str, out: str,
   with paths.local_copy(source) as local:  # torch and h5py want a file.
     if fmt == 'torch':
       tensors = read_torch(local)
-      head = torch_name(FAMILIES[model], ('head',), {}) + '.weight'
+      head = weights.torch_name(('head',), {}) + '.weight'
       num_classes = tensors[head].shape[0] if head in tensors else None
     else:
-      tensors = _fold_keras_specifics(read_keras(local, model), model, local)
+      tensors = weights.fold_keras(read_keras(local, model), local)
       head = 'predictions/kernel'
       num_classes = tensors[head].shape[1] if head in tensors else None
     with open(local, 'rb') as f:
@@ -416,7 +294,7 @@ def import_weights(model: str, source: str, out: str,
                             train=False))
   params, batch_stats = convert(tensors, model, fmt, shapes['params'],
                                 shapes['batch_stats'])
-  if conventions.get(model, convention).normalization == 'caffe':
+  if composite.convention(model_cfg).normalization == 'caffe':
     params['conv_stem']['kernel'] = params['conv_stem']['kernel'][:, :, ::-1]
 
   state = {'step': np.int32(0),
@@ -447,7 +325,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_enum('model', None, sorted(FAMILIES), 'Backbone to fill.')
+  flags.DEFINE_enum('model', None, importable(), 'Backbone to fill.')
   flags.DEFINE_string('source', None, 'Keras .h5 / .weights.h5 or torchvision '
                       '.pth file.')
   flags.DEFINE_string('out', None, 'New directory for the checkpoint.')

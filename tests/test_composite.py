@@ -173,7 +173,7 @@ def test_every_convolution_of_a_backbone_is_its_conv_field(name):
     calls.append(args[1].shape)
     return jax.lax.conv_general_dilated(*args, **kwargs)
   conv = functools.partial(nn.Conv, conv_general_dilated=counting_conv)
-  backbone = composite.BACKBONES[name](num_classes=3, conv=conv)
+  backbone = composite.BACKBONES[name].module(num_classes=3, conv=conv)
   params = jax.eval_shape(lambda x: backbone.init(jax.random.key(0), x,
                                                   train=False),
                           jnp.zeros((1, 32, 32, 3)))['params']

@@ -16,6 +16,7 @@
 Sizes are an int (square) or a (height, width) pair.
 """
 
+import dataclasses
 import re
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -28,20 +29,36 @@ from resizer.models.common import CONV_IMPLS, Dtype, ModuleDef
 from resizer.models.resizers import (FixedResizer, IdentityResizer,
                                      LearnedResizer, MullerResizer)
 
-BACKBONES: dict[str, ModuleDef] = {
-    'resnet18': resnet.ResNet18,
-    'resnet50': resnet.ResNet50,
-    'densenet121': densenet.DenseNet121,
-    'mobilenet_v2': mobilenet.MobileNetV2,
-    'inception_v2': inception.InceptionV2,
-    'efficientnet_b0': efficientnet.EfficientNetB0,
-    # Demo- and test-sized variants: seconds to compile on a CPU.
-    'resnet_demo': resnet.ResNetDemo,
-    'resnet_demo_wide': resnet.ResNetDemoWide,
-    'resnet_tiny': resnet.ResNetTiny,
-    'densenet_tiny': densenet.DenseNetTiny,
-    'mobilenet_v2_tiny': mobilenet.MobileNetV2Tiny,
-    'efficientnet_tiny': efficientnet.EfficientNetTiny,
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A registered backbone: its module, and where foreign weights for it
+  come from (None: it cannot be warm-started from torchvision or Keras)."""
+  module: ModuleDef
+  weights: conventions.ForeignWeights | None = None
+  keras_application: str | None = None  # The same net in keras.applications.
+
+
+BACKBONES: dict[str, Backbone] = {
+    'resnet18': Backbone(resnet.ResNet18),
+    'resnet50': Backbone(resnet.ResNet50, resnet.WEIGHTS, 'ResNet50'),
+    'densenet121': Backbone(densenet.DenseNet121, densenet.WEIGHTS,
+                            'DenseNet121'),
+    'mobilenet_v2': Backbone(mobilenet.MobileNetV2, mobilenet.WEIGHTS,
+                             'MobileNetV2'),
+    'inception_v2': Backbone(inception.InceptionV2),
+    'efficientnet_b0': Backbone(efficientnet.EfficientNetB0,
+                                efficientnet.WEIGHTS, 'EfficientNetB0'),
+    # Demo- and test-sized variants: seconds to compile on a CPU. Those with
+    # weights exercise the importer without downloading anything.
+    'resnet_demo': Backbone(resnet.ResNetDemo),
+    'resnet_demo_wide': Backbone(resnet.ResNetDemoWide),
+    'resnet_tiny': Backbone(resnet.ResNetTiny),
+    'densenet_tiny': Backbone(densenet.DenseNetTiny, densenet.WEIGHTS),
+    'mobilenet_v2_tiny': Backbone(mobilenet.MobileNetV2Tiny, mobilenet.WEIGHTS),
+    'efficientnet_tiny': Backbone(efficientnet.EfficientNetTiny,
+                                  efficientnet.WEIGHTS),
 }
 
 RESIZER_KINDS = ('learned', 'fixed', 'muller', 'none')
@@ -194,8 +211,18 @@ def compute_dtype(model_cfg: Mapping) -> Dtype:
 
 def convention(cfg: Mapping) -> conventions.Convention:
   """The weight convention named by a `config.model` block."""
-  return conventions.get(cfg.get('name'),
-                         cfg.get('convention', 'torchvision'))
+  name = cfg.get('name')
+  convention = cfg.get('convention', 'torchvision')
+  if convention == 'torchvision':
+    return conventions.Convention()
+  if convention != 'keras':
+    raise ValueError(f'config.model.convention={convention!r} is invalid; '
+                     f'expected one of {list(conventions.CONVENTIONS)}.')
+  with_keras = sorted(n for n, b in BACKBONES.items() if b.weights)
+  if name not in with_keras:
+    raise ValueError(f"config.model.convention='keras' is not available for "
+                     f'config.model.name={name!r}; it is for {with_keras}.')
+  return BACKBONES[name].weights.keras
 
 
 def conv_impl(cfg: Mapping) -> ModuleDef:
@@ -213,9 +240,10 @@ def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
   if not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f'config.model.num_classes={num_classes!r} is invalid; '
                      'expected an integer >= 1.')
-  return BACKBONES[name](num_classes=num_classes, dtype=compute_dtype(cfg),
-                         bn_axis_name=bn_axis_name, conv=conv_impl(cfg),
-                         **convention(cfg).backbone_kwargs)
+  return BACKBONES[name].module(
+      num_classes=num_classes, dtype=compute_dtype(cfg),
+      bn_axis_name=bn_axis_name, conv=conv_impl(cfg),
+      **convention(cfg).backbone_kwargs)
 
 
 def build_model(config: Mapping, bn_axis_name: str | None = None

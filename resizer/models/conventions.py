@@ -13,10 +13,18 @@ in another framework.
 
 `resizer.import_weights` writes a checkpoint for one convention, and the
 trainer refuses to warm-start a model of another from it.
+
+Each backbone family that can take foreign weights states, beside its
+definition, a `ForeignWeights`: where its modules' tensors sit in
+torchvision's and Keras' files, and its Keras convention. The registry
+(`composite.BACKBONES`) attaches it to each backbone of the family.
 """
 
 import dataclasses
-from typing import Any, Mapping
+import re
+from typing import Any, Callable, Mapping
+
+import numpy as np
 
 # Per-channel (mean, std) of images in [0, 1], RGB order.
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -38,38 +46,44 @@ class Convention:
   normalization: str = 'imagenet'
 
 
-_KERAS_RESNET = Convention(
-    dict(stride_in_1x1=True, bn_epsilon=1.001e-5, bn_momentum=0.99), 'caffe')
-_KERAS_DENSENET = Convention(dict(bn_epsilon=1.001e-5, bn_momentum=0.99))
-_KERAS_MOBILENET = Convention(
-    dict(bn_epsilon=1e-3, bn_momentum=0.999, padding='tf_same'), 'inception')
-_KERAS_EFFICIENTNET = Convention(
-    dict(bn_epsilon=1e-3, bn_momentum=0.99, padding='tf_same'))
-
-# Backbone name → its Keras convention (test-sized variants included, so
-# the machinery can be exercised in seconds).
-KERAS: dict[str, Convention] = {
-    'resnet50': _KERAS_RESNET,
-    'densenet121': _KERAS_DENSENET,
-    'densenet_tiny': _KERAS_DENSENET,
-    'mobilenet_v2': _KERAS_MOBILENET,
-    'mobilenet_v2_tiny': _KERAS_MOBILENET,
-    'efficientnet_b0': _KERAS_EFFICIENTNET,
-    'efficientnet_tiny': _KERAS_EFFICIENTNET,
-}
 CONVENTIONS = ('torchvision', 'keras')
 
+# A module's path in our parameter tree: ('stage2_block1', 'conv1').
+ModulePath = tuple[str, ...]
+# Facts about one network read off our parameter tree (see
+# `import_weights.layout`): block order, number of blocks and stages, and
+# which blocks have an expansion convolution.
+Layout = Mapping[str, Any]
+Tensors = dict[str, np.ndarray]
 
-def get(backbone: str, convention: str) -> Convention:
-  """The convention `convention` for backbone `backbone`, or a ValueError
-  naming `config.model.convention`."""
-  if convention == 'torchvision':
-    return Convention()
-  if convention == 'keras' and backbone in KERAS:
-    return KERAS[backbone]
-  if convention == 'keras':
-    raise ValueError(f"config.model.convention='keras' is not available for "
-                     f'config.model.name={backbone!r}; it is for '
-                     f'{sorted(KERAS)}.')
-  raise ValueError(f'config.model.convention={convention!r} is invalid; '
-                   f'expected one of {list(CONVENTIONS)}.')
+
+class WeightsMismatch(ValueError):
+  """A weights file that does not fit the requested backbone."""
+
+
+def _unchanged(tensors: Tensors, path: str) -> Tensors:
+  del path
+  return tensors
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignWeights:
+  """How a backbone family's weights are named in torchvision state dicts
+  and Keras applications files, and what reproducing Keras' numbers needs.
+
+  torch_name / keras_name: (our module path, layout) → the torchvision
+      module / Keras layer holding that module's tensors.
+  keras: the family's 'keras' convention.
+  fold_keras: (Keras tensors, file path) → the tensors adjusted for our
+      layout before the names are mapped (folds, checks); ValueError if the
+      file cannot be represented (WeightsMismatch).
+  """
+  torch_name: Callable[[ModulePath, Layout], str]
+  keras_name: Callable[[ModulePath, Layout], str]
+  keras: Convention
+  fold_keras: Callable[[Tensors, str], Tensors] = _unchanged
+
+
+def block_index(name: str) -> tuple[int, ...]:
+  """The numbers in a block's name: 'stage3_block2' → (3, 2)."""
+  return tuple(int(n) for n in re.findall(r'\d+', name))

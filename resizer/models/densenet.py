@@ -11,6 +11,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from resizer.models import conventions
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    global_avg_pool, same_padding)
 
@@ -81,3 +82,43 @@ DenseNet121 = functools.partial(DenseNet, block_sizes=(6, 12, 24, 16))
 # Test-only: two short blocks of growth 8.
 DenseNetTiny = functools.partial(DenseNet, block_sizes=(2, 2), growth_rate=8,
                                  num_init_features=16)
+
+
+# ------------------------------------------ names in torchvision and Keras
+
+
+def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
+                ) -> str:
+  del layout
+  top, leaf = path[0], '/'.join(path[1:])
+  fixed = dict(conv_stem='features.conv0', bn_stem='features.norm0',
+               bn_final='features.norm5', head='classifier')
+  if top in fixed:
+    return fixed[top]
+  if top.startswith('transition'):
+    return f'features.{top}.' + {'bn': 'norm', 'conv': 'conv'}[leaf]
+  block, layer = conventions.block_index(top)
+  return (f'features.denseblock{block}.denselayer{layer}.' +
+          {'bn1': 'norm1', 'conv1': 'conv1', 'bn2': 'norm2',
+           'conv2': 'conv2'}[leaf])
+
+
+def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
+                ) -> str:
+  del layout
+  top, leaf = path[0], '/'.join(path[1:])
+  fixed = dict(conv_stem='conv1_conv', bn_stem='conv1_bn', bn_final='bn',
+               head='predictions')
+  if top in fixed:
+    return fixed[top]
+  if top.startswith('transition'):
+    return f'pool{conventions.block_index(top)[0] + 1}_{leaf}'
+  block, layer = conventions.block_index(top)
+  suffix = {'bn1': '0_bn', 'conv1': '1_conv', 'bn2': '1_bn',
+            'conv2': '2_conv'}[leaf]
+  return f'conv{block + 1}_block{layer}_{suffix}'
+
+
+WEIGHTS = conventions.ForeignWeights(
+    torch_name=_torch_name, keras_name=_keras_name,
+    keras=conventions.Convention(dict(bn_epsilon=1.001e-5, bn_momentum=0.99)))

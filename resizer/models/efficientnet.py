@@ -32,7 +32,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from resizer.models import conventions
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    conv_kernel_init, global_avg_pool,
                                    make_divisible, same_padding)
@@ -166,3 +168,70 @@ EfficientNetB0 = functools.partial(EfficientNet, blocks=EFFICIENTNET_B0_BLOCKS,
 EfficientNetTiny = functools.partial(
     EfficientNet, blocks=EFFICIENTNET_B0_BLOCKS[:2], width_mult=0.5,
     head_channels=64)
+
+
+# ------------------------------------------ names in torchvision and Keras
+
+
+def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
+                ) -> str:
+  top, leaf = path[0], '/'.join(path[1:])
+  last = layout.get('num_stages', 0) + 1  # The head conv follows the stages.
+  fixed = dict(conv_stem='features.0.0', bn_stem='features.0.1',
+               conv_head=f'features.{last}.0', bn_head=f'features.{last}.1',
+               head='classifier.1')
+  if top in fixed:
+    return fixed[top]
+  stage, block = conventions.block_index(top)
+  e = int(top in layout['expanding'])
+  parts = {'conv_expand': 'block.0.0', 'bn_expand': 'block.0.1',
+           'conv_dw': f'block.{e}.0', 'bn_dw': f'block.{e}.1',
+           'se/fc1': f'block.{e + 1}.fc1', 'se/fc2': f'block.{e + 1}.fc2',
+           'conv_project': f'block.{e + 2}.0',
+           'bn_project': f'block.{e + 2}.1'}
+  return f'features.{stage}.{block - 1}.{parts[leaf]}'
+
+
+def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
+                ) -> str:
+  del layout
+  top, leaf = path[0], '/'.join(path[1:])
+  fixed = dict(conv_stem='stem_conv', bn_stem='stem_bn', conv_head='top_conv',
+               bn_head='top_bn', head='predictions')
+  if top in fixed:
+    return fixed[top]
+  stage, block = conventions.block_index(top)
+  suffix = {'conv_expand': 'expand_conv', 'bn_expand': 'expand_bn',
+            'conv_dw': 'dwconv', 'bn_dw': 'bn', 'se/fc1': 'se_reduce',
+            'se/fc2': 'se_expand', 'conv_project': 'project_conv',
+            'bn_project': 'project_bn'}[leaf]
+  return f'block{stage}{chr(ord("a") + block - 1)}_{suffix}'
+
+
+def _check_keras_normalization(tensors: conventions.Tensors, path: str
+                               ) -> conventions.Tensors:
+  """Drops Keras' in-network Normalization layer, which must hold the
+  ImageNet statistics the composite model normalises with."""
+  tensors = dict(tensors)
+  mean, std = conventions.NORMALIZATIONS['imagenet']
+  got_mean = tensors.pop('normalization/mean', None)
+  got_var = tensors.pop('normalization/variance', None)
+  tensors.pop('normalization/count', None)
+  # Keras' own ImageNet file stores the std as the variance and rescales
+  # after; a model normalised with var = std**2 computes the same.
+  if got_mean is None or not np.allclose(got_mean, mean, atol=1e-3) or not (
+      np.allclose(got_var, np.square(std), atol=1e-3)
+      or np.allclose(got_var, std, atol=1e-3)):
+    raise conventions.WeightsMismatch(
+        f'{path}: the Normalization layer holds mean={got_mean}, '
+        f'variance={got_var}; only ImageNet statistics (mean {mean}, '
+        f'variance {np.square(std).round(4)} or {std}) match the '
+        'normalisation our models apply.')
+  return tensors
+
+
+WEIGHTS = conventions.ForeignWeights(
+    torch_name=_torch_name, keras_name=_keras_name,
+    keras=conventions.Convention(
+        dict(bn_epsilon=1e-3, bn_momentum=0.99, padding='tf_same')),
+    fold_keras=_check_keras_normalization)

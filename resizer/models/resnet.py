@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from resizer.models import conventions
 from resizer.models.common import (Dtype, ModuleDef, batch_norm,
                                    global_avg_pool, same_padding)
 
@@ -118,3 +119,55 @@ ResNetDemoWide = functools.partial(ResNet, stage_sizes=(1, 1, 1),
 # Test-only: one block per stage, 8 filters; seconds to compile on a CPU.
 ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), block_cls=BasicBlock,
                                num_filters=8)
+
+
+# ------------------------------------------ names in torchvision and Keras
+
+
+def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
+                ) -> str:
+  del layout
+  top, leaf = path[0], '/'.join(path[1:])
+  fixed = dict(conv_stem='conv1', bn_stem='bn1', head='fc')
+  if top in fixed:
+    return fixed[top]
+  stage, block = conventions.block_index(top)
+  leaf = {'downsample_conv': 'downsample.0',
+          'downsample_bn': 'downsample.1'}.get(leaf, leaf)
+  return f'layer{stage}.{block - 1}.{leaf}'
+
+
+def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
+                ) -> str:
+  del layout
+  top, leaf = path[0], '/'.join(path[1:])
+  fixed = dict(conv_stem='conv1_conv', bn_stem='conv1_bn', head='predictions')
+  if top in fixed:
+    return fixed[top]
+  stage, block = conventions.block_index(top)
+  suffix = {'conv1': '1_conv', 'bn1': '1_bn', 'conv2': '2_conv',
+            'bn2': '2_bn', 'conv3': '3_conv', 'bn3': '3_bn',
+            'downsample_conv': '0_conv', 'downsample_bn': '0_bn'}[leaf]
+  return f'conv{stage + 1}_block{block}_{suffix}'
+
+
+def _fold_keras_conv_biases(tensors: conventions.Tensors, path: str
+                            ) -> conventions.Tensors:
+  """Keras' ResNet50 convolutions carry biases, which the BatchNorm after
+  each cancels in training; folded into its moving mean, exactly."""
+  del path
+  tensors = dict(tensors)
+  for name in [n for n in tensors if n.endswith('_conv/bias')]:
+    bn = name.replace('_conv/bias', '_bn/moving_mean')
+    tensors[bn] = tensors[bn] - tensors.pop(name)
+  return tensors
+
+
+# Keras' ResNet50 is v1 with its own BatchNorm constants and caffe
+# preprocessing (whose BGR order the importer undoes in the stem kernel).
+WEIGHTS = conventions.ForeignWeights(
+    torch_name=_torch_name, keras_name=_keras_name,
+    keras=conventions.Convention(
+        dict(stride_in_1x1=True, bn_epsilon=1.001e-5, bn_momentum=0.99),
+        'caffe'),
+    fold_keras=_fold_keras_conv_biases)
