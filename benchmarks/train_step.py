@@ -61,7 +61,14 @@ def peak_flops(device) -> float | None:
   return next((v for k, v in PEAK_FLOPS.items() if k in kind), None)
 
 
-def compile_step(config, batch_size: int, devices, execute: bool = True):
+# --resize_impl: what does every fixed resize in the model (see
+# resizers.ResizeFn). Both compute the same output.
+RESIZE_IMPLS = {'two_tap': resizers.resize,
+                'jax_image': resizers.reference_resize}
+
+
+def compile_step(config, batch_size: int, devices, execute: bool = True,
+                 resize_fn: resizers.ResizeFn = resizers.resize):
   """(compiled train step, state, batch, compile seconds) for `config` at
   `batch_size` on `devices`; without `execute`, state and batch are shape
   structs and nothing runs (so `devices` may be a topology's, with no
@@ -69,11 +76,12 @@ def compile_step(config, batch_size: int, devices, execute: bool = True):
   mesh = jax.sharding.Mesh(np.array(devices), (train.AXIS,))
   in_size = composite.sizes(config.resizer).input
   task = tasks.get_task(config)
-  model = composite.build_model(config, bn_axis_name=train.AXIS)
+  model = composite.build_model(config, bn_axis_name=train.AXIS,
+                                resize_fn=resize_fn)
   tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
   ema_decay = config.get('ema_decay', 0.0)
-  init = train.make_init(composite.build_model(config), tx, in_size, mesh,
-                         ema=ema_decay > 0)
+  init = train.make_init(composite.build_model(config, resize_fn=resize_fn),
+                         tx, in_size, mesh, ema=ema_decay > 0)
   state = (init(jax.random.key(0)) if execute
            else jax.eval_shape(init, jax.random.key(0)))
   rng = np.random.default_rng(0)
@@ -114,7 +122,8 @@ def memory(compiled, batch_size: int, num_devices: int) -> dict:
 
 
 def largest_batch(config, devices, hbm_gib: float, multiple: int, start: int,
-                  needs: dict[int, float]) -> int:
+                  needs: dict[int, float],
+                  resize_fn: resizers.ResizeFn = resizers.resize) -> int:
   """The largest global batch, a multiple of `multiple`, whose compiled
   step needs at most `hbm_gib` per device by XLA's memory analysis.
   Doubles from `start`, then bisects; `needs` ({batch: MiB}) caches the
@@ -122,7 +131,8 @@ def largest_batch(config, devices, hbm_gib: float, multiple: int, start: int,
 
   def fits(batch):
     if batch not in needs:
-      compiled = compile_step(config, batch, devices, execute=False)[0]
+      compiled = compile_step(config, batch, devices, execute=False,
+                              resize_fn=resize_fn)[0]
       needs[batch] = memory(compiled, batch, len(devices))['total_mib']
     return needs[batch] <= hbm_gib * 1024
 
@@ -140,12 +150,13 @@ class Setting:
   """One config's compiled train step, with its state and a synthetic batch."""
 
   def __init__(self, config, batch_size: int, devices,
-               execute: bool = True):
+               execute: bool = True,
+               resize_fn: resizers.ResizeFn = resizers.resize):
     self.config, self.batch_size = config, batch_size
-    self.devices = devices
+    self.devices, self.resize_fn = devices, resize_fn
     self.in_size = composite.sizes(config.resizer).input
     self.compiled, self.state, self.batch, self.compile_sec = compile_step(
-        config, batch_size, devices, execute)
+        config, batch_size, devices, execute, resize_fn)
     self.key = jax.random.key(1)
     cost = self.compiled.cost_analysis() or {}
     self.flops = float(cost.get('flops', 0.0))  # Per device program.
@@ -233,7 +244,9 @@ def make_setting(args: argparse.Namespace, spec: str, devices) -> Setting:
     sys.exit(f'--batch_size={batch} is not a multiple of the '
              f'{len(devices)} devices')
   return Setting(config, batch, devices,
-                 execute=not getattr(args, 'memory_only', False))
+                 execute=not getattr(args, 'memory_only', False),
+                 resize_fn=RESIZE_IMPLS[getattr(args, 'resize_impl',
+                                                'two_tap')])
 
 
 def topology_devices(name: str) -> list:
@@ -323,7 +336,7 @@ def main(argv=None) -> list[dict]:
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--resize_impl', default='two_tap',
-                      choices=['two_tap', 'jax_image'],
+                      choices=list(RESIZE_IMPLS),
                       help='jax_image: every resize through jax.image.resize '
                            '(dense matrices), to measure what two_tap buys')
   parser.add_argument('--conv_impl', default='cpu_forms',
@@ -340,8 +353,6 @@ def main(argv=None) -> list[dict]:
   if args.topology and not args.memory_only:
     sys.exit('--topology needs --memory_only: there is no TPU here to run on')
   devices = topology_devices(args.topology) if args.topology else jax.devices()
-  if args.resize_impl == 'jax_image':
-    resizers.resize = resizers.reference_resize
   settings = [make_setting(args, spec, devices)
               for spec in args.resizers.split(',')]
   if args.memory_only:
@@ -355,7 +366,8 @@ def main(argv=None) -> list[dict]:
       row = setting.memory_row()
       needs = {setting.batch_size: row['total_mib']}
       row['max_batch'] = {f'{g:g}': largest_batch(
-          setting.config, devices, g, multiple, setting.batch_size, needs)
+          setting.config, devices, g, multiple, setting.batch_size, needs,
+          setting.resize_fn)
           for g in hbm}
       print(json.dumps(row), flush=True)
       rows.append(row)

@@ -186,6 +186,29 @@ def test_resize_takes_the_fast_path_only_for_plain_bilinear():
   assert 'dot_general' in jaxpr
 
 
+@pytest.mark.parametrize('make, num_resizes', [
+    (lambda fn: FixedResizer((8, 8), resize_fn=fn), 1),
+    # The naive resize and the bottleneck's.
+    (lambda fn: LearnedResizer((8, 8), num_filters=4, resize_fn=fn), 2),
+    # The base resize and one detail term per layer.
+    (lambda fn: MullerResizer((8, 8), num_layers=2, resize_fn=fn), 3)])
+def test_every_fixed_resize_goes_through_the_resize_fn_field(make,
+                                                             num_resizes):
+  calls = []
+
+  def counting(x, out_size, interpolation, antialias):
+    calls.append(tuple(out_size))
+    return reference_resize(x, out_size, interpolation, antialias)
+
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+  variables = make(resize).init(jax.random.key(1), x, train=False)
+  want = make(resize).apply(variables, x, train=False)
+  calls.clear()
+  got = make(counting).apply(variables, x, train=False)
+  assert calls == [(8, 8)] * num_resizes
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_gaussian_blur_equals_the_depthwise_convolution_it_replaces():
   x = jax.random.normal(jax.random.key(0), (2, 19, 23, 3))
   k = jnp.asarray(gaussian_kernel(5, 1.0), jnp.float32)

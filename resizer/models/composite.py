@@ -27,7 +27,8 @@ from resizer.models import (conventions, densenet, efficientnet, inception,
                             mobilenet, resnet)
 from resizer.models.common import CONV_IMPLS, Dtype, ModuleDef
 from resizer.models.resizers import (FixedResizer, IdentityResizer,
-                                     LearnedResizer, MullerResizer)
+                                     LearnedResizer, MullerResizer, ResizeFn,
+                                     resize)
 
 
 
@@ -157,11 +158,13 @@ def _with_key(prefix: str, fn, **kwargs):
 
 def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
                   bn_axis_name: str | None = None, remat: bool = False,
-                  conv: ModuleDef = nn.Conv) -> nn.Module:
+                  conv: ModuleDef = nn.Conv, resize_fn: ResizeFn = resize
+                  ) -> nn.Module:
   """The resizer described by a `config.resizer` block; with `remat`, one
   that recomputes its activations in the backward pass instead of storing
   them (same parameters, outputs and gradients). `conv` builds the learned
-  resizer's convolutions (common.CONV_IMPLS)."""
+  resizer's convolutions (common.CONV_IMPLS); `resize_fn` does every fixed
+  resize (resizers.ResizeFn; the benchmarks swap in `reference_resize`)."""
   kind = cfg.get('kind')
   if kind not in RESIZER_KINDS:
     raise ValueError(f'config.resizer.kind={kind!r} is invalid; expected one '
@@ -170,7 +173,7 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
   prefix = f'config.resizer (kind={kind!r})'
   common = dict(out_size=out_size,
                 interpolation=cfg.get('interpolation', 'bilinear'),
-                antialias=cfg.get('antialias', False))
+                antialias=cfg.get('antialias', False), resize_fn=resize_fn)
   if kind == 'none':
     if in_size != out_size:
       raise ValueError(
@@ -246,12 +249,13 @@ def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
       **convention(cfg).backbone_kwargs)
 
 
-def build_model(config: Mapping, bn_axis_name: str | None = None
-                ) -> ResizerBackbone:
+def build_model(config: Mapping, bn_axis_name: str | None = None,
+                resize_fn: ResizeFn = resize) -> ResizerBackbone:
   """The resizer → backbone model of a config with `resizer` and `model` blocks.
 
   `bn_axis_name` is the mesh axis over which BatchNorm statistics are
-  averaged; only valid inside a `shard_map` over that axis.
+  averaged; only valid inside a `shard_map` over that axis. `resize_fn`: see
+  `build_resizer`.
   """
   dtype = compute_dtype(config['model'])
   remat = config['model'].get('remat', 'none')
@@ -264,5 +268,6 @@ def build_model(config: Mapping, bn_axis_name: str | None = None
   return ResizerBackbone(
       resizer=build_resizer(config['resizer'], dtype, bn_axis_name,
                             remat=remat == 'resizer',
-                            conv=conv_impl(config['model'])),
+                            conv=conv_impl(config['model']),
+                            resize_fn=resize_fn),
       backbone=backbone, dtype=dtype, mean=mean, std=std)

@@ -12,7 +12,7 @@ defaults it to False.
 """
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -70,6 +70,12 @@ def reference_resize(x: jnp.ndarray, out_size: Sequence[int],
                           antialias=antialias)
 
 
+# What a resizer's `resize_fn` field may hold: (x, out_size, interpolation,
+# antialias) → resized x. Both give the same output; `reference_resize` is
+# there to measure what `resize`'s two-tap path buys (benchmarks/).
+ResizeFn = Callable[[jnp.ndarray, Sequence[int], str, bool], jnp.ndarray]
+
+
 def bilinear_two_tap(x: jnp.ndarray, out_size: Sequence[int]) -> jnp.ndarray:
   """Bilinear resize without antialiasing, as `jax.image.resize` samples it
   (output i reads input coordinate (i + 0.5) * in / out - 0.5, clamped to the
@@ -109,6 +115,7 @@ class FixedResizer(nn.Module):
   out_size: Sequence[int]
   interpolation: str = 'bilinear'
   antialias: bool = False
+  resize_fn: ResizeFn = resize
 
   def __post_init__(self):
     check_size('FixedResizer', 'out_size', self.out_size)
@@ -117,7 +124,7 @@ class FixedResizer(nn.Module):
 
   def naive(self, x):
     """The fixed resize this resizer starts from: for this one, itself."""
-    return resize(x, self.out_size, self.interpolation, self.antialias)
+    return self.resize_fn(x, self.out_size, self.interpolation, self.antialias)
 
   def __call__(self, x, train: bool = True):
     del train  # No state.
@@ -223,6 +230,7 @@ class LearnedResizer(nn.Module):
   bn_epsilon: float = 1e-3
   bn_momentum: float = 0.9
   conv: ModuleDef = nn.Conv  # common.CONV_IMPLS
+  resize_fn: ResizeFn = resize
 
   def __post_init__(self):
     owner = 'LearnedResizer'
@@ -236,7 +244,7 @@ class LearnedResizer(nn.Module):
 
   def naive(self, x):
     """The fixed resize this resizer adds its learned residual to."""
-    return resize(x, self.out_size, self.interpolation, self.antialias)
+    return self.resize_fn(x, self.out_size, self.interpolation, self.antialias)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -249,7 +257,7 @@ class LearnedResizer(nn.Module):
     conv3x3 = functools.partial(conv, self.num_filters, (3, 3), padding='SAME',
                                 use_bias=False)
     resize_to_target = functools.partial(
-        resize, out_size=self.out_size, interpolation=self.interpolation,
+        self.resize_fn, out_size=self.out_size, interpolation=self.interpolation,
         antialias=self.antialias)
 
     naive = self.naive(x)
@@ -311,6 +319,7 @@ class MullerResizer(nn.Module):
   stddev: float = 1.0
   avg_pool: bool = False
   dtype: Dtype = jnp.float32
+  resize_fn: ResizeFn = resize
 
   def __post_init__(self):
     owner = 'MullerResizer'
@@ -329,7 +338,7 @@ class MullerResizer(nn.Module):
     if self.avg_pool and min(strides) > 1:
       x = nn.avg_pool(x, strides, strides=strides, padding='SAME',
                       count_include_pad=False)
-    return resize(x, self.out_size, self.interpolation, self.antialias)
+    return self.resize_fn(x, self.out_size, self.interpolation, self.antialias)
 
   def _blur(self, x):
     return gaussian_blur(x, self.kernel_size, self.stddev)
