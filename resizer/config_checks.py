@@ -1,12 +1,17 @@
-"""Checks a config before anything is read or compiled; every error names the
-config key, its value and what is allowed."""
+"""Checks of a config that span blocks or depend on the machine, before
+anything is read or compiled; every error names the config key, its value
+and what is allowed.
+
+Each block's own fields are checked by what builds from it (`tasks.get_task`,
+`composite.build_model`, `optim.check`); `train.build` runs those, then
+`validate`.
+"""
 
 from typing import Any
 
 import ml_collections
 
-from resizer import checkpoints, datasets, optim, paths, tasks
-from resizer.models import composite
+from resizer import checkpoints, datasets, paths
 
 TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
                      'lanczos5', 'gaussian', 'mitchellcubic')
@@ -30,20 +35,20 @@ def _positive_int(config, key: str, allow_zero: bool = False) -> None:
            and value >= low, key, value, f'an integer >= {low}')
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int,
-             num_processes: int, resuming: bool = False) -> None:
-  """Raises ConfigError for the first bad value in `config`. A `resuming`
-  run ignores `init_from`, so its source is not checked (it may be gone)."""
+def require_blocks(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first missing block of `config`."""
   for block in REQUIRED_BLOCKS:
     if block not in config:
       raise ConfigError(f'config.{block} is missing; every config needs the '
                         f'blocks {list(REQUIRED_BLOCKS)} (see configs/common.py).')
-  try:
-    tasks.get_task(config)
-    composite.build_model(config)
-    optim.make_optimizer(config.optim, steps_per_epoch=1, total_steps=1)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int,
+             num_processes: int, resuming: bool = False) -> None:
+  """Raises ConfigError for the first bad value in `config` that no single
+  builder can see. A `resuming` run ignores `init_from`, so its source is
+  not checked (it may be gone)."""
+  require_blocks(config)
 
   # jax.image.resize ignores antialias for 'nearest', and kind 'none'
   # resizes nothing: a flag that would change nothing is refused. (Checked
@@ -85,20 +90,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
            maker, f"'' or one of {list(datasets.MANUAL_DIR_MAKERS)}")
 
   accumulate = config.optim.get('accumulate_steps', 1)
-  _require(isinstance(accumulate, int) and not isinstance(accumulate, bool)
-           and accumulate >= 1, 'optim.accumulate_steps', accumulate,
-           'an integer >= 1')
   _require(inp.batch_size % (num_devices * accumulate) == 0,
            'optim.accumulate_steps', accumulate,
            f'a divisor of input.batch_size ({inp.batch_size}) / the device '
            f'count ({num_devices})')
 
-  _require(config.optim.learning_rate > 0, 'optim.learning_rate',
-           config.optim.learning_rate, 'a positive number')
-  for part in optim.PARTS:
-    key = f'{part}_lr_mult'
-    _require(config.optim[key] >= 0, f'optim.{key}', config.optim[key],
-             'a number >= 0')
   ema_decay = config.get('ema_decay', 0.0)
   _require(0 <= ema_decay < 1, 'ema_decay', ema_decay,
            'a number in [0, 1) (0: no EMA)')

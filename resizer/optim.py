@@ -8,6 +8,35 @@ import ml_collections
 import optax
 
 PARTS = ('resizer', 'backbone')
+SCHEDULES = ('step', 'cosine', 'constant')
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
+
+
+def _require(ok: bool, key: str, value, expected: str) -> None:
+  if not ok:
+    raise ValueError(f'config.optim.{key}={value!r} is invalid; expected '
+                     f'{expected}.')
+
+
+def check(optim: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError naming the first bad field of a `config.optim`
+  block; `make_optimizer` runs it too, but it needs no step counts, so the
+  trainer can call it before reading any data."""
+  _require(optim.name in OPTIMIZERS, 'name', optim.name, f'one of '
+           f'{list(OPTIMIZERS)}')
+  _require(optim.schedule in SCHEDULES, 'schedule', optim.schedule,
+           f'one of {list(SCHEDULES)}')
+  _require(optim.freeze in ('',) + PARTS, 'freeze', optim.freeze,
+           f"'' or one of {list(PARTS)}")
+  _require(optim.learning_rate > 0, 'learning_rate', optim.learning_rate,
+           'a positive number')
+  for part in PARTS:
+    key = f'{part}_lr_mult'
+    _require(optim[key] >= 0, key, optim[key], 'a number >= 0')
+  accumulate = optim.get('accumulate_steps', 1)
+  _require(isinstance(accumulate, int) and not isinstance(accumulate, bool)
+           and accumulate >= 1, 'accumulate_steps', accumulate,
+           'an integer >= 1')
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict,
@@ -15,7 +44,8 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict,
                            ) -> optax.Schedule:
   """Base learning rate per step: 'step' decays by `decay_factor` every
   `decay_epochs` (the paper's 0.94 every 2 epochs), 'cosine' decays to 0 at
-  `total_steps`, 'constant' holds; all after `warmup_epochs` of linear warmup."""
+  `total_steps`, 'constant' holds; all after `warmup_epochs` of linear warmup.
+  `optim` is a block `check` accepts."""
   warmup = int(round(optim.warmup_epochs * steps_per_epoch))
   lr = optim.learning_rate
   if optim.schedule == 'cosine':
@@ -25,11 +55,8 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict,
     decay_steps = max(1, int(round(optim.decay_epochs * steps_per_epoch)))
     main = optax.exponential_decay(lr, decay_steps, optim.decay_factor,
                                    staircase=True)
-  elif optim.schedule == 'constant':
+  else:  # 'constant'
     main = optax.constant_schedule(lr)
-  else:
-    raise ValueError(f'config.optim.schedule={optim.schedule!r} is invalid; '
-                     "expected 'step', 'cosine' or 'constant'.")
   if warmup == 0:
     return main
   return optax.join_schedules(
@@ -54,11 +81,9 @@ def _base_optimizer(optim, schedule: optax.Schedule
     return optax.chain(
         optax.add_decayed_weights(optim.weight_decay, _kernels_only),
         optax.adam(schedule))
-  if optim.name == 'adamw':
-    return optax.adamw(schedule, weight_decay=optim.weight_decay,
-                       mask=_kernels_only)
-  raise ValueError(f'config.optim.name={optim.name!r} is invalid; expected '
-                   "'sgd', 'adam' or 'adamw'.")
+  # 'adamw'
+  return optax.adamw(schedule, weight_decay=optim.weight_decay,
+                     mask=_kernels_only)
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -67,9 +92,7 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int,
   """The optimiser for params {'resizer': ..., 'backbone': ...}, and the base
   schedule (for logging). Each part gets the schedule times its multiplier;
   a part named by `optim.freeze` gets zero updates."""
-  if optim.freeze not in ('',) + PARTS:
-    raise ValueError(f'config.optim.freeze={optim.freeze!r} is invalid; '
-                     f"expected '', 'resizer' or 'backbone'.")
+  check(optim)
   schedule = learning_rate_schedule(optim, steps_per_epoch, total_steps)
   parts = {}
   for part in PARTS:

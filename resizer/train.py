@@ -16,9 +16,10 @@ mesh axis name (or kept per device with `config.bn_cross_device=False`).
 import datetime
 import functools
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -174,6 +175,32 @@ def make_eval_step(model, task: tasks.Task, mesh):
 
 
 
+class Parts(NamedTuple):
+  """What a config builds before any data is read."""
+  task: tasks.Task
+  model: nn.Module       # Training: BatchNorm statistics over AXIS if
+                         # config.bn_cross_device.
+  eval_model: nn.Module  # Per-device BatchNorm: evaluation uses none.
+
+
+def build(config: ml_collections.ConfigDict, num_devices: int,
+          num_processes: int, resuming: bool = False) -> Parts:
+  """The task and models of `config`, or a ConfigError naming the first bad
+  value: each builder checks its own block (task, resizer and model, optim),
+  then `config_checks` what spans blocks or depends on the machine."""
+  config_checks.require_blocks(config)
+  try:
+    task = tasks.get_task(config)
+    bn_axis = AXIS if config.bn_cross_device else None
+    parts = Parts(task, composite.build_model(config, bn_axis_name=bn_axis),
+                  composite.build_model(config))
+    optim.check(config.optim)
+  except ValueError as e:
+    raise config_checks.ConfigError(str(e)) from None
+  config_checks.validate(config, num_devices, num_processes, resuming)
+  return parts
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: paths.PathLike,
                        allow_config_change: bool = False) -> dict[str, Any]:
@@ -187,8 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # is read or anything is compiled.
   workdir = paths.resolve(workdir)  # Local or gs://: never os.path.
   resuming = checkpoints.has_checkpoint(workdir)
-  config_checks.validate(config, jax.device_count(), jax.process_count(),
-                         resuming=resuming)
+  parts = build(config, jax.device_count(), jax.process_count(), resuming)
   owner = lease.Lease(workdir)
   refused = None
   if jax.process_index() == 0:
@@ -202,19 +228,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if refused:
     raise refused
   try:
-    return _run(config, workdir, owner, allow_config_change,
+    return _run(config, parts, workdir, owner, allow_config_change,
                 check_recorded=resuming and not config.eval_only)
   finally:
     owner.release()
 
 
-def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
-         allow_config_change: bool, check_recorded: bool) -> dict[str, Any]:
+def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
+         owner: lease.Lease, allow_config_change: bool, check_recorded: bool
+         ) -> dict[str, Any]:
   """The run itself, with the workdir leased. `check_recorded`: compare
   the config with the one recorded by the run being resumed."""
   start_time = time.time()
   # ------------------------------------------------------------------ config
-  task = tasks.get_task(config)
+  task, model, eval_model = parts
   config_changes = []
   if check_recorded:  # (An evaluation trains nothing: any config goes.)
     config_changes = run_record.check_resume(workdir, config,
@@ -237,10 +264,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
   num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
                                                      local_eval_batch)
 
-  # ------------------------------------------------------------------- model
-  bn_axis = AXIS if config.bn_cross_device else None
-  model = composite.build_model(config, bn_axis_name=bn_axis)
-  eval_model = composite.build_model(config)  # No cross-device BN in eval.
+  # -------------------------------------------------------------- optimiser
   tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
                                          total_steps)
 
@@ -326,7 +350,7 @@ def _run(config: ml_collections.ConfigDict, workdir, owner: lease.Lease,
       str(workdir), just_logging=jax.process_index() > 0)
   if start_step == 0 and not config.eval_only:
     writer.write_hparams(flat_hparams(config))
-  model_info = costs.model_summary(config)
+  model_info = costs.model_summary(config, eval_model)
   logging.info('Model:\n%s', costs.format_summary(model_info))
   image_batch = next(input_pipeline.eval_batches(
       builder, config.input, size=in_size,

@@ -33,16 +33,36 @@ def load(name, arg=None):
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_validates_and_documents_its_command(name):
   config = load(name)
-  config_checks.validate(config, num_devices=8, num_processes=1)
+  train.build(config, num_devices=8, num_processes=1)
   doc = importlib.import_module(f'configs.{name}').__doc__
   assert f'--config=configs/{name}.py' in doc
+
+
+def test_config_checks_build_nothing(monkeypatch):
+  """Models are built once, by the trainer (train.build); config_checks only
+  looks at values that span blocks."""
+  def refuse(*args, **kwargs):
+    raise AssertionError('config_checks built a model')
+  monkeypatch.setattr(composite, 'build_model', refuse)
+  monkeypatch.setattr(composite, 'build_resizer', refuse)
+  config_checks.validate(load('imagenet_resnet50'), num_devices=8,
+                         num_processes=1)
+
+
+@pytest.mark.parametrize('name', IMAGENET)
+def test_a_bad_model_value_is_a_config_error_naming_it(name):
+  config = load(name)
+  config.model.remat = 'everything'
+  with pytest.raises(config_checks.ConfigError,
+                     match="config.model.remat='everything' is invalid"):
+    train.build(config, num_devices=8, num_processes=1)
 
 
 @pytest.mark.parametrize('name', IMAGENET)
 @pytest.mark.parametrize('resizer', ['learned', 'bilinear', 'muller', 'none'])
 def test_imagenet_config_resizer_choices(name, resizer):
   config = load(name, f'resizer={resizer},res=320')
-  config_checks.validate(config, num_devices=8, num_processes=1)
+  train.build(config, num_devices=8, num_processes=1)
   expected = 224 if resizer == 'none' else 320
   assert config.resizer.in_size == expected and config.resizer.out_size == 224
 

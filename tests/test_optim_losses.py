@@ -71,6 +71,23 @@ def test_gradient_clipping_bounds_the_global_norm():
   assert float(optax.tree.norm(updates)) == pytest.approx(1.0, rel=1e-5)
 
 
+@pytest.mark.parametrize('key, value, match', [
+    ('name', 'lamb', "config.optim.name='lamb' is invalid; expected one of"),
+    ('schedule', 'linear', "config.optim.schedule='linear'"),
+    ('freeze', 'head', "config.optim.freeze='head'"),
+    ('learning_rate', 0.0, 'config.optim.learning_rate=0.0'),
+    ('resizer_lr_mult', -1.0, 'config.optim.resizer_lr_mult=-1.0'),
+    ('accumulate_steps', 0, 'config.optim.accumulate_steps=0'),
+])
+def test_a_bad_optim_field_is_named_before_any_step_count_is_known(key, value,
+                                                                   match):
+  cfg = optim_config(**{key: value})
+  with pytest.raises(ValueError, match=match):
+    optim.check(cfg)
+  with pytest.raises(ValueError, match=match):
+    optim.make_optimizer(cfg, steps_per_epoch=10, total_steps=100)
+
+
 def test_cross_entropy_with_label_smoothing_by_hand():
   logits = jnp.log(jnp.array([[0.7, 0.2, 0.1]]))
   plain = losses.softmax_cross_entropy(logits, jnp.array([0]))

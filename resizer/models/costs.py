@@ -10,6 +10,7 @@ does.
 
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -45,9 +46,11 @@ def conv_weights(params: Any) -> int:
              if getattr(path[-1], 'key', None) == 'kernel' and x.ndim == 4)
 
 
-def model_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Parameter counts, resolutions and GFLOPs of `config`'s model."""
-  model = composite.build_model(config)
+def model_summary(config: ml_collections.ConfigDict,
+                  model: nn.Module | None = None) -> dict[str, Any]:
+  """Parameter counts, resolutions and GFLOPs of `config`'s model (`model`,
+  if the caller has built it already)."""
+  model = model or composite.build_model(config)
   in_size, out_size = composite.sizes(config.resizer)
   variables = abstract_variables(model, in_size)
   params = variables['params']
