@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -158,11 +159,13 @@ def test_eval_only_and_a_finished_rerun_keep_the_training_record(tmp_path):
 
 def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
   """Two real launches of one command: the second exits naming the first;
-  the first finishes with its own record."""
+  the first finishes with its own record. The first is paused (SIGSTOP)
+  while the second runs, so it is surely still running then, however long
+  the second takes to start."""
   workdir = tmp_path / 'run'
   args = [sys.executable, '-m', *tiny_demo_args(
-      workdir, data_dir, 300, '--config.checkpoint_every_steps=100',
-      '--config.eval_every_steps=300')]
+      workdir, data_dir, 20, '--config.checkpoint_every_steps=10',
+      '--config.eval_every_steps=20')]
   log = open(tmp_path / 'first.log', 'w')
   first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
   try:
@@ -170,8 +173,12 @@ def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
     while not (workdir / 'config.json').exists():
       assert first.poll() is None, (tmp_path / 'first.log').read_text()[-3000:]
       assert time.time() < deadline
-      time.sleep(0.2)
-    second = subprocess.run(args, capture_output=True, text=True)
+      time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)
+    try:
+      second = subprocess.run(args, capture_output=True, text=True)
+    finally:
+      first.send_signal(signal.SIGCONT)
     assert second.returncode == 1
     assert f'is in use by pid {first.pid} on host' in second.stderr
     assert first.wait(timeout=300) == 0
@@ -179,7 +186,7 @@ def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
     if first.poll() is None:
       first.kill()
   results = json.loads((workdir / 'results.json').read_text())
-  assert results['steps'] == 300 and len(results['segments']) == 1
+  assert results['steps'] == 20 and len(results['segments']) == 1
   assert not (workdir / lease.LEASE_FILE).exists()
 
 
