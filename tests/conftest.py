@@ -26,13 +26,17 @@ os.environ.setdefault('GCS_RETRY_CONFIG_MAX_RETRIES', '2')
 os.environ.setdefault('GCS_RETRY_CONFIG_INIT_DELAY_TIME_US', '10000')
 
 # One compilation cache for the session, shared with the subprocesses the
-# slow tests start: the same tiny programs compile once per device count
-# instead of once per run (test_topology: 190 s → 129 s warm).
+# slow tests start and with pytest-xdist's workers (both inherit this
+# environment): the same tiny programs compile once per device count
+# instead of once per run (test_topology: 190 s → 129 s warm). Every
+# program is cached, however quick to compile: a run's first checkpoint
+# alone compiles ~90 small slicing programs in Orbax (2.5 s per process),
+# and a warm tiny demo run takes 12.2 s instead of 15.4 s.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _cache = tempfile.mkdtemp(prefix='jax-test-cache-')
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
-  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.3')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
 @pytest.fixture(scope='session')

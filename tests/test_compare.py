@@ -55,11 +55,11 @@ def test_print_only_prints_ordinary_resizer_main_commands(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_grid_runs_skips_what_is_finished_and_reports(tmp_path):
+def test_the_grid_runs_skips_what_is_finished_and_reports(tmp_path, data_dir):
   command = [sys.executable, '-m', 'resizer.compare',
              '--config=configs/demo.py', f'--workdir={tmp_path}', '--seeds=1',
              '--learned=learned', '--fixed=bilinear', '--flops_margin=0',
-             f'--set=input.data_dir={tmp_path / "tfds"}',
+             f'--set=input.data_dir={data_dir}',
              *[f'--set={s}' for s in TINY]]
   first = subprocess.run(command, capture_output=True, text=True)
   assert first.returncode == 0, first.stderr[-3000:]
