@@ -66,22 +66,44 @@ def _unchanged(tensors: Tensors, path: str) -> Tensors:
   return tensors
 
 
+# (our block's name, the module's path inside it joined by '/', layout) →
+# the foreign module's name: 'stage2_block1', 'conv1' → 'layer2.0.conv1'.
+BlockNamer = Callable[[str, str, Layout], str]
+
+
 @dataclasses.dataclass(frozen=True)
 class ForeignWeights:
   """How a backbone family's weights are named in torchvision state dicts
   and Keras applications files, and what reproducing Keras' numbers needs.
 
-  torch_name / keras_name: (our module path, layout) → the torchvision
-      module / Keras layer holding that module's tensors.
+  *_fixed: our top-level modules outside the repeated blocks (stem, head)
+      → the foreign module's name.
+  *_block: names every other module (see BlockNamer).
   keras: the family's 'keras' convention.
   fold_keras: (Keras tensors, file path) → the tensors adjusted for our
-      layout before the names are mapped (folds, checks); ValueError if the
-      file cannot be represented (WeightsMismatch).
+      layout before the names are mapped (folds, checks); WeightsMismatch if
+      the file cannot be represented.
   """
-  torch_name: Callable[[ModulePath, Layout], str]
-  keras_name: Callable[[ModulePath, Layout], str]
+  torch_fixed: Mapping[str, str]
+  torch_block: BlockNamer
+  keras_fixed: Mapping[str, str]
+  keras_block: BlockNamer
   keras: Convention
   fold_keras: Callable[[Tensors, str], Tensors] = _unchanged
+
+  def torch_name(self, path: ModulePath, layout: Layout) -> str:
+    """The torchvision module holding our module at `path`."""
+    return _name(path, layout, self.torch_fixed, self.torch_block)
+
+  def keras_name(self, path: ModulePath, layout: Layout) -> str:
+    """The Keras layer holding our module at `path`."""
+    return _name(path, layout, self.keras_fixed, self.keras_block)
+
+
+def _name(path: ModulePath, layout: Layout, fixed: Mapping[str, str],
+          block: BlockNamer) -> str:
+  top = path[0]
+  return fixed[top] if top in fixed else block(top, '/'.join(path[1:]), layout)
 
 
 def block_index(name: str) -> tuple[int, ...]:

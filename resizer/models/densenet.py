@@ -87,38 +87,31 @@ DenseNetTiny = functools.partial(DenseNet, block_sizes=(2, 2), growth_rate=8,
 # ------------------------------------------ names in torchvision and Keras
 
 
-def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
+def _torch_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   del layout
-  top, leaf = path[0], '/'.join(path[1:])
-  fixed = dict(conv_stem='features.conv0', bn_stem='features.norm0',
-               bn_final='features.norm5', head='classifier')
-  if top in fixed:
-    return fixed[top]
-  if top.startswith('transition'):
-    return f'features.{top}.' + {'bn': 'norm', 'conv': 'conv'}[leaf]
-  block, layer = conventions.block_index(top)
-  return (f'features.denseblock{block}.denselayer{layer}.' +
+  if block.startswith('transition'):
+    return f'features.{block}.' + {'bn': 'norm', 'conv': 'conv'}[leaf]
+  index, layer = conventions.block_index(block)
+  return (f'features.denseblock{index}.denselayer{layer}.' +
           {'bn1': 'norm1', 'conv1': 'conv1', 'bn2': 'norm2',
            'conv2': 'conv2'}[leaf])
 
 
-def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
+def _keras_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   del layout
-  top, leaf = path[0], '/'.join(path[1:])
-  fixed = dict(conv_stem='conv1_conv', bn_stem='conv1_bn', bn_final='bn',
-               head='predictions')
-  if top in fixed:
-    return fixed[top]
-  if top.startswith('transition'):
-    return f'pool{conventions.block_index(top)[0] + 1}_{leaf}'
-  block, layer = conventions.block_index(top)
+  if block.startswith('transition'):
+    return f'pool{conventions.block_index(block)[0] + 1}_{leaf}'
+  index, layer = conventions.block_index(block)
   suffix = {'bn1': '0_bn', 'conv1': '1_conv', 'bn2': '1_bn',
             'conv2': '2_conv'}[leaf]
-  return f'conv{block + 1}_block{layer}_{suffix}'
+  return f'conv{index + 1}_block{layer}_{suffix}'
 
 
 WEIGHTS = conventions.ForeignWeights(
-    torch_name=_torch_name, keras_name=_keras_name,
+    torch_fixed=dict(conv_stem='features.conv0', bn_stem='features.norm0',
+                     bn_final='features.norm5', head='classifier'),
+    torch_block=_torch_block,
+    keras_fixed=dict(conv_stem='conv1_conv', bn_stem='conv1_bn',
+                     bn_final='bn', head='predictions'),
+    keras_block=_keras_block,
     keras=conventions.Convention(dict(bn_epsilon=1.001e-5, bn_momentum=0.99)))

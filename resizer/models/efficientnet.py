@@ -173,39 +173,27 @@ EfficientNetTiny = functools.partial(
 # ------------------------------------------ names in torchvision and Keras
 
 
-def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
-  top, leaf = path[0], '/'.join(path[1:])
-  last = layout.get('num_stages', 0) + 1  # The head conv follows the stages.
-  fixed = dict(conv_stem='features.0.0', bn_stem='features.0.1',
-               conv_head=f'features.{last}.0', bn_head=f'features.{last}.1',
-               head='classifier.1')
-  if top in fixed:
-    return fixed[top]
-  stage, block = conventions.block_index(top)
-  e = int(top in layout['expanding'])
+def _torch_block(block: str, leaf: str, layout: conventions.Layout) -> str:
+  if block in ('conv_head', 'bn_head'):  # The module after the last stage.
+    return f'features.{layout["num_stages"] + 1}.{int(block == "bn_head")}'
+  stage, index = conventions.block_index(block)
+  e = int(block in layout['expanding'])
   parts = {'conv_expand': 'block.0.0', 'bn_expand': 'block.0.1',
            'conv_dw': f'block.{e}.0', 'bn_dw': f'block.{e}.1',
            'se/fc1': f'block.{e + 1}.fc1', 'se/fc2': f'block.{e + 1}.fc2',
            'conv_project': f'block.{e + 2}.0',
            'bn_project': f'block.{e + 2}.1'}
-  return f'features.{stage}.{block - 1}.{parts[leaf]}'
+  return f'features.{stage}.{index - 1}.{parts[leaf]}'
 
 
-def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
+def _keras_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   del layout
-  top, leaf = path[0], '/'.join(path[1:])
-  fixed = dict(conv_stem='stem_conv', bn_stem='stem_bn', conv_head='top_conv',
-               bn_head='top_bn', head='predictions')
-  if top in fixed:
-    return fixed[top]
-  stage, block = conventions.block_index(top)
+  stage, index = conventions.block_index(block)
   suffix = {'conv_expand': 'expand_conv', 'bn_expand': 'expand_bn',
             'conv_dw': 'dwconv', 'bn_dw': 'bn', 'se/fc1': 'se_reduce',
             'se/fc2': 'se_expand', 'conv_project': 'project_conv',
             'bn_project': 'project_bn'}[leaf]
-  return f'block{stage}{chr(ord("a") + block - 1)}_{suffix}'
+  return f'block{stage}{chr(ord("a") + index - 1)}_{suffix}'
 
 
 def _check_keras_normalization(tensors: conventions.Tensors, path: str
@@ -231,7 +219,13 @@ def _check_keras_normalization(tensors: conventions.Tensors, path: str
 
 
 WEIGHTS = conventions.ForeignWeights(
-    torch_name=_torch_name, keras_name=_keras_name,
+    torch_fixed=dict(conv_stem='features.0.0', bn_stem='features.0.1',
+                     head='classifier.1'),
+    torch_block=_torch_block,
+    keras_fixed=dict(conv_stem='stem_conv', bn_stem='stem_bn',
+                     conv_head='top_conv', bn_head='top_bn',
+                     head='predictions'),
+    keras_block=_keras_block,
     keras=conventions.Convention(
         dict(bn_epsilon=1e-3, bn_momentum=0.99, padding='tf_same')),
     fold_keras=_check_keras_normalization)

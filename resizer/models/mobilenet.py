@@ -125,32 +125,21 @@ MobileNetV2Tiny = functools.partial(
 # whether it has an expansion convolution: the layout says.
 
 
-def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
-  top, leaf = path[0], '/'.join(path[1:])
-  last = layout.get('num_blocks', 0) + 1  # The head conv follows the blocks.
-  fixed = dict(conv_stem='features.0.0', bn_stem='features.0.1',
-               conv_head=f'features.{last}.0', bn_head=f'features.{last}.1',
-               head='classifier.1')
-  if top in fixed:
-    return fixed[top]
-  expands = top in layout['expanding']
+def _torch_block(block: str, leaf: str, layout: conventions.Layout) -> str:
+  if block in ('conv_head', 'bn_head'):  # The module after the last block.
+    return f'features.{layout["num_blocks"] + 1}.{int(block == "bn_head")}'
+  expands = block in layout['expanding']
   parts = (['conv.0.0', 'conv.0.1'] if expands else []) + [
       f'conv.{int(expands)}.0', f'conv.{int(expands)}.1',
       f'conv.{1 + int(expands)}', f'conv.{2 + int(expands)}']
   names = (['conv_expand', 'bn_expand'] if expands else []) + [
       'conv_dw', 'bn_dw', 'conv_project', 'bn_project']
-  return f'features.{layout["order"][top] + 1}.' + dict(zip(names, parts))[leaf]
+  return f'features.{layout["order"][block] + 1}.' + dict(zip(names, parts))[
+      leaf]
 
 
-def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
-  top, leaf = path[0], '/'.join(path[1:])
-  fixed = dict(conv_stem='Conv1', bn_stem='bn_Conv1', conv_head='Conv_1',
-               bn_head='Conv_1_bn', head='predictions')
-  if top in fixed:
-    return fixed[top]
-  index = layout['order'][top]
+def _keras_block(block: str, leaf: str, layout: conventions.Layout) -> str:
+  index = layout['order'][block]
   prefix = 'expanded_conv' if index == 0 else f'block_{index}'
   suffix = {'conv_expand': 'expand', 'bn_expand': 'expand_BN',
             'conv_dw': 'depthwise', 'bn_dw': 'depthwise_BN',
@@ -160,7 +149,13 @@ def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
 
 # Keras' MobileNetV2: 'tf' preprocessing (x / 127.5 - 1).
 WEIGHTS = conventions.ForeignWeights(
-    torch_name=_torch_name, keras_name=_keras_name,
+    torch_fixed=dict(conv_stem='features.0.0', bn_stem='features.0.1',
+                     head='classifier.1'),
+    torch_block=_torch_block,
+    keras_fixed=dict(conv_stem='Conv1', bn_stem='bn_Conv1',
+                     conv_head='Conv_1', bn_head='Conv_1_bn',
+                     head='predictions'),
+    keras_block=_keras_block,
     keras=conventions.Convention(
         dict(bn_epsilon=1e-3, bn_momentum=0.999, padding='tf_same'),
         'inception'))

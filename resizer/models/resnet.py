@@ -124,31 +124,21 @@ ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), block_cls=BasicBlock,
 # ------------------------------------------ names in torchvision and Keras
 
 
-def _torch_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
+def _torch_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   del layout
-  top, leaf = path[0], '/'.join(path[1:])
-  fixed = dict(conv_stem='conv1', bn_stem='bn1', head='fc')
-  if top in fixed:
-    return fixed[top]
-  stage, block = conventions.block_index(top)
+  stage, index = conventions.block_index(block)
   leaf = {'downsample_conv': 'downsample.0',
           'downsample_bn': 'downsample.1'}.get(leaf, leaf)
-  return f'layer{stage}.{block - 1}.{leaf}'
+  return f'layer{stage}.{index - 1}.{leaf}'
 
 
-def _keras_name(path: conventions.ModulePath, layout: conventions.Layout
-                ) -> str:
+def _keras_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   del layout
-  top, leaf = path[0], '/'.join(path[1:])
-  fixed = dict(conv_stem='conv1_conv', bn_stem='conv1_bn', head='predictions')
-  if top in fixed:
-    return fixed[top]
-  stage, block = conventions.block_index(top)
+  stage, index = conventions.block_index(block)
   suffix = {'conv1': '1_conv', 'bn1': '1_bn', 'conv2': '2_conv',
             'bn2': '2_bn', 'conv3': '3_conv', 'bn3': '3_bn',
             'downsample_conv': '0_conv', 'downsample_bn': '0_bn'}[leaf]
-  return f'conv{stage + 1}_block{block}_{suffix}'
+  return f'conv{stage + 1}_block{index}_{suffix}'
 
 
 def _fold_keras_conv_biases(tensors: conventions.Tensors, path: str
@@ -166,7 +156,11 @@ def _fold_keras_conv_biases(tensors: conventions.Tensors, path: str
 # Keras' ResNet50 is v1 with its own BatchNorm constants and caffe
 # preprocessing (whose BGR order the importer undoes in the stem kernel).
 WEIGHTS = conventions.ForeignWeights(
-    torch_name=_torch_name, keras_name=_keras_name,
+    torch_fixed=dict(conv_stem='conv1', bn_stem='bn1', head='fc'),
+    torch_block=_torch_block,
+    keras_fixed=dict(conv_stem='conv1_conv', bn_stem='conv1_bn',
+                     head='predictions'),
+    keras_block=_keras_block,
     keras=conventions.Convention(
         dict(stride_in_1x1=True, bn_epsilon=1.001e-5, bn_momentum=0.99),
         'caffe'),
