@@ -5,11 +5,9 @@ parses its command-line argument (`--config=configs/x.py:resizer=bicubic,res=368
 with `parse_arg`.
 """
 
-import json
 import re
 
 import ml_collections
-from etils import epath
 from ml_collections.config_dict import FieldReference
 
 # `resizer=` argument values → (kind, interpolation).
@@ -152,7 +150,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       name='densenet121', num_classes=1000, dtype='bfloat16',
       # 'keras' for weights imported from Keras applications (see
-      # resizer/models/conventions.py and resizer/import_weights.py).
+      # resizer/models/conventions.py and resizer/import_weights.py);
+      # 'from_weights' (set by the weights= argument): theirs.
       convention='torchvision',
       # 'resizer': recompute the resizer in the backward pass instead of
       # storing its input-resolution activations (see composite.REMAT).
@@ -211,22 +210,17 @@ def init_backbone_from(config: ml_collections.ConfigDict, weights: str
   """The `weights=` argument: warm-start the backbone from `weights`.
 
   `weights` is a directory written by `python -m resizer.import_weights`
-  (Keras or torchvision ImageNet weights) or another run's workdir; the
-  backbone's convention is taken from it, and a head whose class count
-  differs is re-initialised. An empty `weights` changes nothing.
+  (Keras or torchvision ImageNet weights) or another run's workdir. The
+  config only records it: the backbone's convention is 'from_weights', which
+  the trainer (and the other tools that build a model) replace by the one in
+  `weights`' imported.json or config.json, read once, before anything is
+  compiled. A head whose class count differs is re-initialised. An empty
+  `weights` changes nothing.
   """
   if not weights:
     return
   config.init_from.update(workdir=weights, parts='backbone')
-  for name in ('imported.json', 'config.json'):
-    path = epath.Path(weights) / name  # Local or gs://.
-    if path.exists():
-      model = json.loads(path.read_text()).get('model', {})
-      config.model.convention = model.get('convention', 'torchvision')
-      return
-  raise ValueError(f'config argument weights={weights!r} is invalid; it has '
-                   'neither imported.json (python -m resizer.import_weights) '
-                   'nor config.json (a run).')
+  config.model.convention = 'from_weights'
 
 
 def imagenet_config(arg: str | None, backbone: str,

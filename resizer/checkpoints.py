@@ -28,6 +28,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from resizer import paths
+from resizer.models import conventions
 
 State = dict[str, Any]
 PARTS = ('all', 'resizer', 'backbone')
@@ -361,6 +362,33 @@ def source_model(workdir: paths.PathLike) -> tuple[dict | None, dict | None]:
   if (root / 'config.json').exists():
     return read_json(root / 'config.json').get('model'), None
   return None, None
+
+
+def resolve_convention(config: ml_collections.ConfigDict,
+                       recorded: paths.PathLike | None = None
+                       ) -> tuple[dict | None, dict | None]:
+  """Replaces `config.model.convention='from_weights'` (what the `weights=`
+  config argument records) by the convention of the weights in
+  `config.init_from.workdir`; returns that source's `source_model` (read
+  once, here). A resumed run passes its workdir as `recorded`: if the
+  source is gone, the convention the run recorded stands. ValueError naming
+  the key when there is nothing to take it from."""
+  workdir = config.init_from.workdir
+  source = source_model(workdir) if workdir else (None, None)
+  if config.model.get('convention') != conventions.FROM_WEIGHTS:
+    return source
+  model = source[0]
+  if model is None and recorded is not None:
+    path = paths.resolve(recorded) / 'config.json'
+    model = read_json(path).get('model') if path.exists() else None
+  if model is None:
+    raise ValueError(
+        f"config.model.convention='{conventions.FROM_WEIGHTS}' takes the "
+        f'convention of config.init_from.workdir={workdir!r}, which has '
+        f'neither {IMPORTED_JSON} (python -m resizer.import_weights) nor '
+        'config.json (a run).')
+  config.model.convention = model.get('convention', 'torchvision')
+  return source
 
 
 def warm_start(state: State, source: State, parts: str) -> State:

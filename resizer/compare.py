@@ -32,7 +32,7 @@ import sys
 import ml_collections
 from absl import app, flags, logging
 
-from resizer import paths, report
+from resizer import checkpoints, paths, report
 from resizer.models import composite, costs
 
 _CONFIG = flags.DEFINE_string('config', None,
@@ -76,13 +76,16 @@ class Run:
 def load_config(config_arg: str, resizer: str | None = None
                 ) -> ml_collections.ConfigDict:
   """The config of file[:arg], as resizer.main reads it, with `resizer=`
-  added to its argument if given."""
+  added to its argument if given, and the convention of `weights=` read
+  (checkpoints.resolve_convention)."""
   file, _, arg = config_arg.partition(':')
   spec = importlib.util.spec_from_file_location('loaded_config', file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   arg = ','.join(filter(None, [arg, resizer and f'resizer={resizer}']))
-  return module.get_config(arg or None)
+  config = module.get_config(arg or None)
+  checkpoints.resolve_convention(config)
+  return config
 
 
 def _apply(config: ml_collections.ConfigDict, overrides) -> None:

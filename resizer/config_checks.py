@@ -44,10 +44,12 @@ def require_blocks(config: ml_collections.ConfigDict) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int,
-             num_processes: int, resuming: bool = False) -> None:
+             num_processes: int, resuming: bool = False,
+             source: tuple[dict | None, dict | None] | None = None) -> None:
   """Raises ConfigError for the first bad value in `config` that no single
   builder can see. A `resuming` run ignores `init_from`, so its source is
-  not checked (it may be gone)."""
+  not checked (it may be gone). `source`: the warm-start source's
+  `checkpoints.source_model`, if the caller has read it."""
   require_blocks(config)
 
   # jax.image.resize ignores antialias for 'nearest', and kind 'none'
@@ -109,16 +111,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _require(config.init_from.parts in checkpoints.PARTS, 'init_from.parts',
            config.init_from.parts, f'one of {list(checkpoints.PARTS)}')
   if config.init_from.workdir and not resuming:
-    _validate_warm_start_source(config)
+    _validate_warm_start_source(config, source)
 
 
-def _validate_warm_start_source(config: ml_collections.ConfigDict) -> None:
+def _validate_warm_start_source(config: ml_collections.ConfigDict,
+                                source: tuple[dict | None, dict | None] | None
+                                ) -> None:
   """The backbone being warm-started is the one the source holds, in the same
   convention (shapes alone cannot tell Keras' ResNet-50 from torchvision's)."""
   workdir, parts = config.init_from.workdir, config.init_from.parts
   if not paths.resolve(workdir).is_dir():
     raise ConfigError(f'config.init_from.workdir={workdir!r} does not exist.')
-  model, imported = checkpoints.source_model(workdir)
+  model, imported = source or checkpoints.source_model(workdir)
   if imported is not None and parts != 'backbone':
     raise ConfigError(
         f'config.init_from.parts={parts!r} is invalid; {workdir} holds '

@@ -7,17 +7,24 @@ are counted).
 """
 
 import json
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from resizer import checkpoints
 from resizer.models.costs import format_summary, model_summary
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  s = model_summary(flags.FLAGS.config)
+  config = flags.FLAGS.config
+  try:
+    checkpoints.resolve_convention(config)  # weights=: theirs.
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  s = model_summary(config)
   print(format_summary(s))
   if flags.FLAGS.json:
     print(json.dumps(s))

@@ -184,12 +184,18 @@ class Parts(NamedTuple):
 
 
 def build(config: ml_collections.ConfigDict, num_devices: int,
-          num_processes: int, resuming: bool = False) -> Parts:
+          num_processes: int, resuming_in: paths.PathLike | None = None
+          ) -> Parts:
   """The task and models of `config`, or a ConfigError naming the first bad
   value: each builder checks its own block (task, resizer and model, optim),
-  then `config_checks` what spans blocks or depends on the machine."""
+  then `config_checks` what spans blocks or depends on the machine.
+
+  A convention recorded as 'from_weights' is resolved here, in `config`
+  (checkpoints.resolve_convention), reading the warm-start source once;
+  `resuming_in`: the workdir of the run being resumed."""
   config_checks.require_blocks(config)
   try:
+    source = checkpoints.resolve_convention(config, recorded=resuming_in)
     task = tasks.get_task(config)
     bn_axis = AXIS if config.bn_cross_device else None
     parts = Parts(task, composite.build_model(config, bn_axis_name=bn_axis),
@@ -197,7 +203,8 @@ def build(config: ml_collections.ConfigDict, num_devices: int,
     optim.check(config.optim)
   except ValueError as e:
     raise config_checks.ConfigError(str(e)) from None
-  config_checks.validate(config, num_devices, num_processes, resuming)
+  config_checks.validate(config, num_devices, num_processes,
+                         resuming=resuming_in is not None, source=source)
   return parts
 
 
@@ -214,7 +221,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # is read or anything is compiled.
   workdir = paths.resolve(workdir)  # Local or gs://: never os.path.
   resuming = checkpoints.has_checkpoint(workdir)
-  parts = build(config, jax.device_count(), jax.process_count(), resuming)
+  parts = build(config, jax.device_count(), jax.process_count(),
+                resuming_in=workdir if resuming else None)
   owner = lease.Lease(workdir)
   refused = None
   if jax.process_index() == 0:

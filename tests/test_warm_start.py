@@ -2,6 +2,7 @@
 argument) and resizer transfer between backbones."""
 
 import importlib
+import json
 import shutil
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from configs import common
-from resizer import checkpoints, config_checks, import_weights
+from resizer import checkpoints, config_checks, import_weights, train
 from resizer.models import composite
 from tests import torch_models
 from tests.test_train import final_params, run, tiny_config
@@ -52,8 +53,10 @@ def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
   c = densenet_config(f',weights={weights}', total_steps=1,
                       **{'optim.learning_rate': 1e-9})
   assert c.init_from.parts == 'backbone'
-  assert c.model.convention == 'torchvision'
+  assert c.model.convention == 'from_weights'  # Read by the trainer.
   run(c, tmp_path / 'run')
+  recorded = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  assert recorded['model']['convention'] == 'torchvision'  # The file's.
   source = flat(checkpoints.load(str(imported))['params'])
   trained = flat(final_params(tmp_path / 'run')['params'])
   backbone = [k for k in source if k.startswith("['backbone']")]
@@ -64,10 +67,14 @@ def test_weights_argument_warm_starts_the_backbone_and_renews_the_head(
     else:
       np.testing.assert_allclose(trained[key], source[key], atol=1e-6,
                                  err_msg=key)
-  # Resuming ignores init_from: the run goes on after its source is gone.
+  # Resuming ignores init_from: the run goes on after its source is gone,
+  # with the convention it recorded (the command, relaunched, says
+  # 'from_weights' again).
   shutil.rmtree(weights)
-  c.total_steps = 2
-  assert run(c, tmp_path / 'run', allow_config_change=True)['steps'] == 2
+  again = densenet_config(f',weights={weights}', total_steps=2,
+                          **{'optim.learning_rate': 1e-9})
+  assert again.model.convention == 'from_weights'
+  assert run(again, tmp_path / 'run', allow_config_change=True)['steps'] == 2
 
 
 @pytest.mark.parametrize('overrides, match', [
@@ -92,8 +99,12 @@ def test_warm_start_source_that_does_not_fit_fails_before_compiling(
 
 
 def test_weights_argument_names_a_directory_without_weights(tmp_path):
-  with pytest.raises(ValueError, match=f'weights={str(tmp_path)!r} is invalid'):
-    common.imagenet_config(f'weights={tmp_path}', 'resnet50')
+  c = common.imagenet_config(f'weights={tmp_path}', 'resnet50')  # Recorded.
+  with pytest.raises(
+      config_checks.ConfigError,
+      match=rf"config.init_from.workdir={str(tmp_path)!r}, which has neither "
+            r'imported.json .* nor config.json'):
+    train.build(c, num_devices=8, num_processes=1)
 
 
 @pytest.mark.slow
@@ -137,5 +148,10 @@ def test_every_config_takes_weights_and_their_convention(name, tmp_path):
   c = module.get_config(f'weights={tmp_path}')
   assert c.init_from.workdir == str(tmp_path)
   assert c.init_from.parts == 'backbone'
+  assert c.model.convention == 'from_weights'
+  checkpoints.resolve_convention(c)  # What the trainer and tools do.
   assert c.model.convention == 'keras'
   assert module.get_config().init_from.workdir == ''
+  # The config itself reads nothing: any path parses.
+  assert module.get_config('weights=/no/such/dir').init_from.workdir == (
+      '/no/such/dir')

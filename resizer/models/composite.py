@@ -218,6 +218,11 @@ def convention(cfg: Mapping) -> conventions.Convention:
   convention = cfg.get('convention', 'torchvision')
   if convention == 'torchvision':
     return conventions.Convention()
+  if convention == conventions.FROM_WEIGHTS:
+    raise ValueError(
+        f'config.model.convention={convention!r} is unresolved: '
+        'checkpoints.resolve_convention(config) replaces it by that of the '
+        'weights in config.init_from.workdir before a model is built.')
   if convention != 'keras':
     raise ValueError(f'config.model.convention={convention!r} is invalid; '
                      f'expected one of {list(conventions.CONVENTIONS)}.')

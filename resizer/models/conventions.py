@@ -47,6 +47,10 @@ class Convention:
 
 
 CONVENTIONS = ('torchvision', 'keras')
+# `config.model.convention` as the `weights=` config argument records it:
+# that of the weights in config.init_from.workdir, which the entry points
+# read (checkpoints.resolve_convention) before building a model.
+FROM_WEIGHTS = 'from_weights'
 
 # A module's path in our parameter tree: ('stage2_block1', 'conv1').
 ModulePath = tuple[str, ...]
