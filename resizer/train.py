@@ -178,9 +178,10 @@ def make_eval_step(model, task: tasks.Task, mesh):
 class Parts(NamedTuple):
   """What a config builds before any data is read."""
   task: tasks.Task
-  model: nn.Module       # Training: BatchNorm statistics over AXIS if
-                         # config.bn_cross_device.
-  eval_model: nn.Module  # Per-device BatchNorm: evaluation uses none.
+  model: nn.Module       # The train step's: BatchNorm statistics averaged
+                         # over AXIS if config.bn_cross_device.
+  eval_model: nn.Module  # Init, evaluation and summaries: no mesh axis
+                         # (they use the running statistics).
 
 
 def build(config: ml_collections.ConfigDict, num_devices: int,
