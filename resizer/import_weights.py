@@ -56,11 +56,6 @@ Tensors = conventions.Tensors
 WeightsMismatch = conventions.WeightsMismatch
 
 
-def importable() -> list[str]:
-  """The backbones weights can be imported for."""
-  return sorted(n for n, b in composite.BACKBONES.items() if b.weights)
-
-
 def keras_importable() -> list[str]:
   """The backbones whose Keras applications weights can be imported."""
   return sorted(n for n, b in composite.BACKBONES.items()
@@ -255,9 +250,9 @@ def import_weights(model: str, source: str, out: str,
                    fmt: str | None = None) -> dict:
   """Converts `source` into a warm-start checkpoint in `out`; returns the
   description also written to `out/imported.json`."""
-  if model not in importable():
+  if model not in composite.with_weights():
     raise ValueError(f'--model={model!r} is invalid; weights can be imported '
-                     f'for {importable()}.')
+                     f'for {composite.with_weights()}.')
   weights = composite.BACKBONES[model].weights
   fmt = fmt or source_format(source)
   if fmt not in FORMATS:
@@ -325,7 +320,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_enum('model', None, importable(), 'Backbone to fill.')
+  flags.DEFINE_enum('model', None, composite.with_weights(),
+                    'Backbone to fill.')
   flags.DEFINE_string('source', None, 'Keras .h5 / .weights.h5 or torchvision '
                       '.pth file.')
   flags.DEFINE_string('out', None, 'New directory for the checkpoint.')

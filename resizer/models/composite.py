@@ -31,7 +31,6 @@ from resizer.models.resizers import (FixedResizer, IdentityResizer,
                                      resize)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Backbone:
   """A registered backbone: its module, and where foreign weights for it
@@ -61,6 +60,13 @@ BACKBONES: dict[str, Backbone] = {
     'efficientnet_tiny': Backbone(efficientnet.EfficientNetTiny,
                                   efficientnet.WEIGHTS),
 }
+
+
+def with_weights() -> list[str]:
+  """The backbones foreign (torchvision or Keras) weights can be imported
+  into, in name order."""
+  return sorted(n for n, b in BACKBONES.items() if b.weights)
+
 
 RESIZER_KINDS = ('learned', 'fixed', 'muller', 'none')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
@@ -226,10 +232,9 @@ def convention(cfg: Mapping) -> conventions.Convention:
   if convention != 'keras':
     raise ValueError(f'config.model.convention={convention!r} is invalid; '
                      f'expected one of {list(conventions.CONVENTIONS)}.')
-  with_keras = sorted(n for n, b in BACKBONES.items() if b.weights)
-  if name not in with_keras:
+  if name not in with_weights():
     raise ValueError(f"config.model.convention='keras' is not available for "
-                     f'config.model.name={name!r}; it is for {with_keras}.')
+                     f'config.model.name={name!r}; it is for {with_weights()}.')
   return BACKBONES[name].weights.keras
 
 

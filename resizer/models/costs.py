@@ -50,7 +50,8 @@ def model_summary(config: ml_collections.ConfigDict,
                   model: nn.Module | None = None) -> dict[str, Any]:
   """Parameter counts, resolutions and GFLOPs of `config`'s model (`model`,
   if the caller has built it already)."""
-  model = model or composite.build_model(config)
+  if model is None:
+    model = composite.build_model(config)
   in_size, out_size = composite.sizes(config.resizer)
   variables = abstract_variables(model, in_size)
   params = variables['params']
