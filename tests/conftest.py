@@ -48,3 +48,13 @@ def data_dir(tmp_path_factory):
   path = tmp_path_factory.mktemp('tfds')
   tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
   return path
+
+
+@pytest.fixture(scope='session')
+def trained_tiny_run(tmp_path_factory):
+  """(workdir, results) of `tests.tiny_runs.tiny_config()` trained to its
+  end, once per session (per xdist worker). Tests read it, or resume and
+  change a copy (`tiny_runs.copy_run`), never the original."""
+  from tests import tiny_runs  # After the environment above is set.
+  workdir = tmp_path_factory.mktemp('trained_tiny_run') / 'run'
+  return workdir, tiny_runs.run(tiny_runs.tiny_config(), workdir)

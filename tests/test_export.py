@@ -11,15 +11,15 @@ import tensorflow as tf
 
 from resizer import checkpoints, export
 from resizer.models import composite
-from tests.test_train import run, tiny_config
+from tests.tiny_runs import copy_run, run, tiny_config
 
 IN_SIZE = 48  # tiny_config: learned resizer 48 → 24, resnet_tiny.
 
 
 @pytest.fixture(name='exported', scope='module')
-def fixture_exported(tmp_path_factory):
+def fixture_exported(tmp_path_factory, trained_tiny_run):
   tmp = tmp_path_factory.mktemp('export')
-  run(tiny_config(total_steps=2), tmp / 'run')
+  copy_run(trained_tiny_run[0], tmp / 'run')
   description = export.export(str(tmp / 'run'), str(tmp / 'out'))
   return tmp, description
 
@@ -58,7 +58,7 @@ def test_saved_models_reproduce_jax_outputs(exported, batch):
 def test_export_json_describes_the_export(exported):
   tmp, description = exported
   assert json.loads((tmp / 'out' / 'export.json').read_text()) == description
-  assert description['step'] == 2
+  assert description['step'] == 4
   assert description['in_size'] == [48, 48]
   assert description['out_size'] == [24, 24]
   assert description['num_classes'] == 1000

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from resizer import checkpoints, lease, paths, run_record
 from tests.helpers import tiny_demo_args
-from tests.test_train import run, tiny_config
+from tests.tiny_runs import copy_run, run, tiny_config
 
 pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses
 
@@ -78,40 +78,50 @@ def test_a_live_lease_on_another_host_is_respected(tmp_path):
 
 # ------------------------------------------------------------ resume checks
 
-def test_a_resume_that_would_train_differently_is_refused_untouched(tmp_path):
-  run(tiny_config(total_steps=2, eval_every_steps=2), tmp_path)
-  before = snapshot(tmp_path)
-  changed = tiny_config(**{'total_steps': 2, 'eval_every_steps': 2,
-                           'model.name': 'densenet_tiny',
+def unfinished_copy(trained_tiny_run, workdir):
+  """A copy of the shared 4-step run as a kill before its last checkpoint
+  leaves it: checkpointed to step 2, without results.json."""
+  copy_run(trained_tiny_run[0], workdir)
+  shutil.rmtree(workdir / 'checkpoints' / '4')
+  os.remove(workdir / 'results.json')
+  return workdir
+
+
+def test_a_resume_that_would_train_differently_is_refused_untouched(
+    trained_tiny_run, tmp_path):
+  workdir = unfinished_copy(trained_tiny_run, tmp_path / 'run')
+  before = snapshot(workdir)
+  changed = tiny_config(**{'model.name': 'densenet_tiny',
                            'optim.learning_rate': 0.5})
   with pytest.raises(run_record.ConfigChangedError) as error:
-    run(changed, tmp_path)
+    run(changed, workdir)
   message = str(error.value)
   assert "config.model.name: 'resnet_tiny' (recorded) → 'densenet_tiny'" in message
   assert 'config.optim.learning_rate: 0.01 (recorded) → 0.5 (now)' in message
-  assert snapshot(tmp_path) == before  # Not a byte written.
-  assert not (tmp_path / lease.LEASE_FILE).exists()  # And the lease is free.
+  assert snapshot(workdir) == before  # Not a byte written.
+  assert not (workdir / lease.LEASE_FILE).exists()  # And the lease is free.
 
 
-def test_an_allowed_change_is_recorded_not_overwritten(tmp_path):
-  run(tiny_config(total_steps=2, eval_every_steps=2), tmp_path)
-  longer = tiny_config(total_steps=4, eval_every_steps=4,
-                       **{'optim.learning_rate': 0.02})
-  results = run(longer, tmp_path, allow_config_change=True)
-  assert results['steps'] == 4
-  [entry] = json.loads((tmp_path / 'config_changes.json').read_text())
-  assert entry['step'] == 2
+def test_an_allowed_change_is_recorded_not_overwritten(trained_tiny_run,
+                                                       tmp_path):
+  workdir = copy_run(trained_tiny_run[0], tmp_path / 'run')
+  longer = tiny_config(total_steps=6, **{'optim.learning_rate': 0.02})
+  results = run(longer, workdir, allow_config_change=True)
+  assert results['steps'] == 6
+  [entry] = json.loads((workdir / 'config_changes.json').read_text())
+  assert entry['step'] == 4
   assert {c['key']: (c['recorded'], c['new']) for c in entry['changes']} == {
-      'optim.learning_rate': (0.01, 0.02), 'total_steps': (2, 4)}
-  assert json.loads((tmp_path / 'config.json').read_text())['total_steps'] == 4
+      'optim.learning_rate': (0.01, 0.02), 'total_steps': (4, 6)}
+  assert json.loads((workdir / 'config.json').read_text())['total_steps'] == 6
 
 
-def test_reporting_keys_may_change_on_resume(tmp_path):
-  run(tiny_config(total_steps=2, eval_every_steps=2), tmp_path)
-  results = run(tiny_config(**{'total_steps': 2, 'eval_every_steps': 1,
-                               'log_every_steps': 1, 'keep_checkpoints': 5}),
-                tmp_path)
-  assert results['steps'] == 2
+def test_reporting_keys_may_change_on_resume(trained_tiny_run, tmp_path):
+  workdir = unfinished_copy(trained_tiny_run, tmp_path / 'run')
+  results = run(tiny_config(**{'eval_every_steps': 1, 'log_every_steps': 1,
+                               'keep_checkpoints': 5}), workdir)
+  assert results['steps'] == 4
+  [segment, resumed] = results['segments']
+  assert resumed['start_step'] == 2  # It trained, under the new keys.
 
 
 def test_a_size_written_another_way_is_the_same_size():
@@ -135,8 +145,10 @@ def test_a_key_added_since_the_record_was_written_reads_as_its_default():
 
 # --------------------------------------------------------------- the record
 
-def test_eval_only_and_a_finished_rerun_keep_the_training_record(tmp_path):
-  trained = run(tiny_config(), tmp_path)
+def test_eval_only_and_a_finished_rerun_keep_the_training_record(
+    trained_tiny_run, tmp_path):
+  tmp_path = copy_run(trained_tiny_run[0], tmp_path / 'run')
+  trained = trained_tiny_run[1]
   record = json.loads((tmp_path / 'results.json').read_text())
   assert [s['start_step'] for s in record['segments']] == [0]
   assert record['segments'][0]['end_step'] == 4
@@ -232,14 +244,6 @@ def flip_bytes(step_dir):
   open(path, 'wb').write(bytes(data))
 
 
-@pytest.fixture(scope='module')
-def finished(tmp_path_factory):
-  """A run with checkpoints at steps 2 and 4."""
-  workdir = tmp_path_factory.mktemp('finished')
-  results = run(tiny_config(), workdir)
-  return workdir, results
-
-
 # A truncated array fails one of Orbax's concurrent reads; the others are
 # then dropped unfinished, and Python reports each dropped coroutine's
 # exception as "ignored" (16 warnings): Orbax's clean-up, not ours, and the
@@ -253,10 +257,8 @@ def finished(tmp_path_factory):
     (flip_bytes, ''),
 ])
 def test_a_damaged_latest_step_is_named_set_aside_and_the_one_before_used(
-    tmp_path, finished, damage, reason, caplog):
-  source, _ = finished
-  workdir = tmp_path / 'run'
-  shutil.copytree(source, workdir)
+    tmp_path, trained_tiny_run, damage, reason, caplog):
+  workdir = copy_run(trained_tiny_run[0], tmp_path / 'run')
   damage(str(workdir / 'checkpoints' / '4'))
   results = run(tiny_config(eval_only=True), workdir)
   assert results['evaluations'][-1]['step'] == 2
@@ -268,10 +270,8 @@ def test_a_damaged_latest_step_is_named_set_aside_and_the_one_before_used(
 
 
 def test_another_model_in_the_checkpoints_is_refused_not_set_aside(
-    tmp_path, finished):
-  source, _ = finished
-  workdir = tmp_path / 'run'
-  shutil.copytree(source, workdir)
+    tmp_path, trained_tiny_run):
+  workdir = copy_run(trained_tiny_run[0], tmp_path / 'run')
   other = tiny_config(**{'eval_only': True, 'resizer.num_filters': 8})
   with pytest.raises(ValueError, match='holds another model'):
     run(other, workdir)
@@ -282,12 +282,10 @@ def test_another_model_in_the_checkpoints_is_refused_not_set_aside(
 @pytest.mark.parametrize('value, reason', [
     (np.nan, 'NaN or infinite values'), (3.3e37, '|values| up to 3.3e+37')])
 def test_sound_but_unusable_parameters_stop_the_run_and_stay(
-    tmp_path, finished, value, reason):
+    tmp_path, trained_tiny_run, value, reason):
   """A step that matches its fingerprint is what training wrote: an earlier
   step would lead back to it, so the run stops instead of falling back."""
-  source, _ = finished
-  workdir = tmp_path / 'run'
-  shutil.copytree(source, workdir)
+  workdir = copy_run(trained_tiny_run[0], tmp_path / 'run')
   state = checkpoints.load(workdir)
   leaf = state['params']['resizer']['conv_in']['kernel']
   state['params']['resizer']['conv_in']['kernel'] = leaf.at[0, 0, 0, 0].set(
@@ -375,30 +373,23 @@ def logged_steps(workdir):
   return {tag: sorted(s) for tag, s in steps.items()}
 
 
-def test_a_resume_leaves_one_tensorboard_history(tmp_path, finished):
+def test_a_resume_leaves_one_tensorboard_history(tmp_path, trained_tiny_run):
   """Killed after logging step 4 but before its checkpoint: the resumed run
   logs step 4 again, and the history holds it once, as an uninterrupted
   run does."""
-  source, _ = finished
-  uninterrupted = logged_steps(source)
+  uninterrupted = logged_steps(trained_tiny_run[0])
   assert uninterrupted['train/loss'] == [2, 4]
-  workdir = tmp_path / 'run'
-  shutil.copytree(source, workdir)
-  shutil.rmtree(workdir / 'checkpoints' / '4')
-  os.remove(workdir / 'results.json')
+  workdir = unfinished_copy(trained_tiny_run, tmp_path / 'run')
   run(tiny_config(), workdir)
   assert len(glob.glob(str(workdir / 'events.out.tfevents.*'))) == 2
   assert logged_steps(workdir) == uninterrupted
 
 
-def test_a_half_written_last_event_does_not_stop_the_resume(tmp_path, finished):
+def test_a_half_written_last_event_does_not_stop_the_resume(tmp_path,
+                                                            trained_tiny_run):
   """A hard kill can cut an event file mid-record: the resume keeps what
   reads and goes on."""
-  source, _ = finished
-  workdir = tmp_path / 'run'
-  shutil.copytree(source, workdir)
-  shutil.rmtree(workdir / 'checkpoints' / '4')
-  os.remove(workdir / 'results.json')
+  workdir = unfinished_copy(trained_tiny_run, tmp_path / 'run')
   [events] = glob.glob(str(workdir / 'events.out.tfevents.*'))
   with open(events, 'r+b') as f:
     f.truncate(os.path.getsize(events) - 7)

@@ -8,51 +8,24 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow_datasets as tfds
 
-from configs import common
 from resizer import config_checks, train
-
-NUM_EXAMPLES = 20  # Not a multiple of the eval batch: padding must be masked.
-
-
-def tiny_config(**overrides):
-  c = common.imagenet_config('resizer=learned,res=48,out=24', 'resnet_tiny')
-  c.model.dtype = 'float32'
-  c.input.update(batch_size=8, eval_batch_size=8, shuffle_buffer=16)
-  c.optim.update(learning_rate=0.01, weight_decay=1e-4)
-  c.update(total_steps=4, log_every_steps=2, eval_every_steps=4,
-           checkpoint_every_steps=2, image_summary_every_steps=4,
-           # mock_data swaps the file system out while it builds a dataset;
-           # a checkpoint written in the background then lands in the mock.
-           async_checkpoints=False)
-  for key, value in overrides.items():
-    block, _, name = key.rpartition('.')
-    (c[block] if block else c)[name] = value
-  return c
-
-
-def run(config, workdir, **kwargs):
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    return train.train_and_evaluate(config, str(workdir), **kwargs)
-
-
-def final_params(workdir):
-  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  return mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())
+from tests.tiny_runs import NUM_EXAMPLES, copy_run, final_params, run
+from tests.tiny_runs import tiny_config
 
 
 @pytest.mark.slow
-def test_short_run_writes_metrics_checkpoints_and_tensorboard(tmp_path):
-  results = run(tiny_config(), tmp_path)
+def test_short_run_writes_metrics_checkpoints_and_tensorboard(
+    trained_tiny_run):
+  workdir, results = trained_tiny_run
   ev = results['eval']
   assert ev['num_examples'] == NUM_EXAMPLES
   assert np.isfinite(ev['loss']) and 0 <= ev['top1_accuracy'] <= ev['top5_accuracy'] <= 1
   assert results['steps'] == 4 and results['num_devices'] == 8
   assert results['resizer_params'] == 12_035
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
-  assert glob.glob(str(tmp_path / 'events.out.tfevents.*'))
-  assert json.loads((tmp_path / 'results.json').read_text())['eval'] == ev
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+  assert glob.glob(str(workdir / 'events.out.tfevents.*'))
+  assert json.loads((workdir / 'results.json').read_text())['eval'] == ev
 
 
 @pytest.mark.slow
@@ -87,11 +60,12 @@ def jax_leaves(tree):
 
 
 @pytest.mark.slow
-def test_eval_counts_every_example_once(tmp_path):
-  """20 examples in batches of 8 (4 padded) and in one batch of 20 agree."""
-  padded = run(tiny_config(total_steps=1, eval_every_steps=1), tmp_path / 'a')
-  whole = run(tiny_config(**{'total_steps': 1, 'eval_every_steps': 1,
-                             'input.eval_batch_size': 40}), tmp_path / 'b')
+def test_eval_counts_every_example_once(trained_tiny_run, tmp_path):
+  """20 examples in batches of 8 (4 padded) and in one batch of 40 (20
+  padded) agree."""
+  source, padded = trained_tiny_run
+  whole = run(tiny_config(**{'eval_only': True, 'input.eval_batch_size': 40}),
+              copy_run(source, tmp_path / 'run'))
   assert padded['eval']['num_examples'] == whole['eval']['num_examples'] == 20
   for k in ('loss', 'top1_accuracy', 'top5_accuracy'):
     assert padded['eval'][k] == pytest.approx(whole['eval'][k], rel=1e-5)
@@ -115,13 +89,14 @@ def test_accumulation_reaches_the_trainers_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_warm_started_run_averages_from_the_warm_weights(tmp_path):
-  run(tiny_config(total_steps=2), tmp_path / 'source')
+def test_a_warm_started_run_averages_from_the_warm_weights(trained_tiny_run,
+                                                          tmp_path):
+  source, _ = trained_tiny_run
   results = run(tiny_config(**{'total_steps': 1, 'ema_decay': 0.5,
-                               'init_from.workdir': str(tmp_path / 'source')}),
+                               'init_from.workdir': str(source)}),
                 tmp_path / 'run')
   assert results['steps'] == 1 and 'eval_ema' in results
-  warm = final_params(tmp_path / 'source')['params']
+  warm = final_params(source)['params']
   state = final_params(tmp_path / 'run')
   for w, p, e in zip(*(jax.tree.leaves(t) for t in (
       warm, state['params'], state['ema_params']))):
@@ -129,9 +104,9 @@ def test_a_warm_started_run_averages_from_the_warm_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_only_evaluates_the_latest_checkpoint(tmp_path):
-  trained = run(tiny_config(), tmp_path)
-  again = run(tiny_config(eval_only=True), tmp_path)
+def test_eval_only_evaluates_the_latest_checkpoint(trained_tiny_run, tmp_path):
+  source, trained = trained_tiny_run
+  again = run(tiny_config(eval_only=True), copy_run(source, tmp_path / 'run'))
   assert again['steps'] == 4
   assert again['eval']['loss'] == pytest.approx(trained['eval']['loss'], rel=1e-6)
 

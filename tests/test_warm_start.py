@@ -14,7 +14,7 @@ from configs import common
 from resizer import checkpoints, config_checks, import_weights, train
 from resizer.models import composite
 from tests import torch_models
-from tests.test_train import final_params, run, tiny_config
+from tests.tiny_runs import final_params, run, tiny_config
 
 
 def flat(tree):
@@ -108,14 +108,14 @@ def test_weights_argument_names_a_directory_without_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_resizer_transfers_to_another_backbone(tmp_path):
-  """A resizer trained with one backbone, fine-tuned with another: only the
-  resizer's parameters and statistics come from the source run."""
-  run(tiny_config(), tmp_path / 'resnet')
-  source = checkpoints.load(str(tmp_path / 'resnet'))
+def test_resizer_transfers_to_another_backbone(trained_tiny_run, tmp_path):
+  """A resizer trained with one backbone (resnet_tiny), fine-tuned with
+  another: only the resizer's parameters and statistics come from the
+  source run."""
+  resnet_run, _ = trained_tiny_run
+  source = checkpoints.load(str(resnet_run))
   target_config = tiny_config(**{'model.name': 'densenet_tiny'})
-  target_config.init_from.update(workdir=str(tmp_path / 'resnet'),
-                                 parts='resizer')
+  target_config.init_from.update(workdir=str(resnet_run), parts='resizer')
   model_state = composite.build_model(target_config).init(
       jax.random.key(0), np.zeros((1, 48, 48, 3), np.float32), train=False)
 
