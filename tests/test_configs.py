@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import flags
+from ml_collections import config_flags
 
 from configs import common
 from resizer import config_checks, input_pipeline, train
@@ -123,6 +125,24 @@ def test_non_square_sizes_from_the_config_argument():
       lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0],
       jnp.zeros((1, 448, 336, 3), jnp.uint8))
   assert logits.shape == (1, 1000)
+
+
+# ml_collections' config_flags loads the config file through importlib's
+# deprecated load_module(); resizer.main's own parse warns the same.
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
+@pytest.mark.parametrize('in_size, out_size', [
+    ('64x48', '32x24'), ('(64, 48)', '[32, 24]'), ('64,48', '32,24')])
+def test_non_square_sizes_from_command_line_flags(in_size, out_size):
+  """As resizer.main's --config flag parses them (a training run with them:
+  tests/test_demo_cli.py)."""
+  argv = ['main', f'--config={CONFIG_DIR}/demo.py',
+          f'--config.resizer.in_size={in_size}',
+          f'--config.resizer.out_size={out_size}']
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, '', flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  assert composite.sizes(flag_values.config.resizer) == ((64, 48), (32, 24))
 
 
 def test_antialias_with_resizer_none_acts_on_the_pipeline():
