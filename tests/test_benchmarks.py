@@ -17,17 +17,37 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(script, *args):
+  """The script in its own process (for those that set up the process:
+  XLA flags, TensorFlow's visible devices); (JSON rows, stdout)."""
   out = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', script),
                         *args], cwd=ROOT, capture_output=True, text=True,
                        check=True).stdout
   return [json.loads(l) for l in out.splitlines() if l.startswith('{')], out
 
 
-def test_train_step_benchmark_smoke():
-  rows, out = run('train_step.py', '--config=configs/demo.py',
-                  '--resizers=none:16,learned:32', '--out_size=16',
-                  '--model=resnet_tiny', '--batch_size=8', '--dtype=float32',
-                  '--steps=1', '--repeats=2')
+def load_module(script):
+  spec = importlib.util.spec_from_file_location(
+      script[:-3] + '_benchmark', os.path.join(ROOT, 'benchmarks', script))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def run_here(capsys, script, *args):
+  """The script's main() in this process, as its command line would call
+  it; (the rows it printed as JSON, stdout)."""
+  rows = load_module(script).main(list(args))
+  out = capsys.readouterr().out
+  assert [json.loads(l) for l in out.splitlines() if l.startswith('{')] == (
+      json.loads(json.dumps(rows)))
+  return rows, out
+
+
+def test_train_step_benchmark_smoke(capsys):
+  rows, out = run_here(capsys, 'train_step.py', '--config=configs/demo.py',
+                       '--resizers=none:16,learned:32', '--out_size=16',
+                       '--model=resnet_tiny', '--batch_size=8',
+                       '--dtype=float32', '--steps=1', '--repeats=2')
   assert [r['resizer'] for r in rows] == ['none', 'learned']
   for r in rows:
     assert r['images_per_sec'] > 0 and r['step_ms_min'] <= r['step_ms_median']
@@ -38,28 +58,21 @@ def test_train_step_benchmark_smoke():
   assert '| ratio |' in out.splitlines()[-4]  # The table's header.
 
 
-def load_train_step_module():
-  spec = importlib.util.spec_from_file_location(
-      'train_step_benchmark', os.path.join(ROOT, 'benchmarks', 'train_step.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_memory_only_reports_xla_memory_and_the_largest_batch_that_fits():
+def test_memory_only_reports_xla_memory_and_the_largest_batch_that_fits(
+    capsys):
   # Two settings whose answers are small (a few compiles each): the learned
   # resizer without and with rematerialisation.
-  rows, out = run('train_step.py', '--config=configs/demo.py',
-                  '--resizers=learned:32:none,learned:32:resizer',
-                  '--out_size=16', '--model=resnet_tiny', '--batch_size=8',
-                  '--dtype=float32', '--memory_only', '--fit_hbm_gib=0.002',
-                  '--fit_multiple=8')
+  rows, out = run_here(capsys, 'train_step.py', '--config=configs/demo.py',
+                       '--resizers=learned:32:none,learned:32:resizer',
+                       '--out_size=16', '--model=resnet_tiny',
+                       '--batch_size=8', '--dtype=float32', '--memory_only',
+                       '--fit_hbm_gib=0.002', '--fit_multiple=8')
   assert [(r['resizer'], r['remat']) for r in rows] == [
       ('learned', 'none'), ('learned', 'resizer')]
   assert 'max batch @0.002 GiB' in out
   # Recomputing the resizer's activations keeps fewer of them.
   assert rows[1]['temp_mib_per_image'] < rows[0]['temp_mib_per_image']
-  bench = load_train_step_module()
+  bench = load_module('train_step.py')
   for r in rows:
     # Per device program: each device's share of the batch.
     per_device_batch = 8 // r['devices']
@@ -91,7 +104,7 @@ def test_a_tpu_topology_without_its_requirements_is_refused_in_one_line(
   if message == 'libtpu' and importlib.util.find_spec('libtpu'):
     pytest.skip('libtpu is installed here')
   with pytest.raises(SystemExit) as refused:
-    load_train_step_module().main(['--config=configs/demo.py',
+    load_module('train_step.py').main(['--config=configs/demo.py',
                                    '--resizers=none:32', '--out_size=32',
                                    *flags])
   assert isinstance(refused.value.code, str)
@@ -106,9 +119,9 @@ def test_input_pipeline_benchmark_smoke():
   assert r['images_per_sec_one_core'] > 0 and r['cores_needed'] > 0
 
 
-def test_resizer_parts_benchmark_smoke():
-  rows, out = run('resizer_parts.py', '--in_size=32', '--out_size=16',
-                  '--batch_size=2', '--repeats=2')
+def test_resizer_parts_benchmark_smoke(capsys):
+  rows, out = run_here(capsys, 'resizer_parts.py', '--in_size=32',
+                       '--out_size=16', '--batch_size=2', '--repeats=2')
   assert [r['stage'] for r in rows] == [
       'conv_in', 'input_size', 'res_blocks', 'conv_to_image', 'resizer']
   assert all(r['ms_median'] > 0 for r in rows)

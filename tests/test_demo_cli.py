@@ -1,6 +1,7 @@
 """The demo end to end through the command-line tools, on a tiny dataset:
-resizer.main (twice: the second run resumes), resizer.report and
-resizer.visualize, each as a user runs them."""
+resizer.main, resizer.report and resizer.visualize, each as a user runs
+them. (A relaunch that resumes: tests/test_gcs.py, tests/test_topology.py,
+tests/test_preemption.py.)"""
 
 import json
 import os
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.slow  # the command-line tools end to end
+# The command-line tools end to end; on one xdist worker, which trains the
+# module's run once (--dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('demo_cli')]
 
 
 def cli(*args, check=True):
@@ -49,14 +52,6 @@ def test_the_log_shows_progress_and_no_library_chatter(finished_run):
   assert 'orbax' not in log.lower()  # Its INFO lines: --library_logs=true.
 
 
-def test_rerun_with_more_steps_resumes(finished_run):
-  workdir, args, _ = finished_run
-  out = cli(*[a for a in args if 'total_steps' not in a], '--config.total_steps=3',
-            '--allow_config_change')
-  assert 'Resumed from' in out.stderr
-  assert json.loads((workdir / 'results.json').read_text())['steps'] == 3
-
-
 def test_report_prints_a_markdown_table(finished_run):
   workdir, _, _ = finished_run
   out = cli('resizer.report', str(workdir))
@@ -64,18 +59,16 @@ def test_report_prints_a_markdown_table(finished_run):
   assert '| fine_gratings/tiny | resnet_tiny | learned | 128x128 → 32x32 |' in out.stdout
 
 
-def test_visualize_dataset_examples_and_own_images(finished_run, tmp_path):
+def test_visualize_own_images(finished_run, tmp_path):
+  """(The dataset's examples, the default: tests/test_gcs.py, from a bucket.)"""
   workdir, _, _ = finished_run
-  out = tmp_path / 'fig.png'
-  cli('resizer.visualize', f'--workdir={workdir}', f'--out={out}', '--num=2')
-  assert Image.open(out).size[0] > 400
   photo = tmp_path / 'photo.png'
   Image.fromarray(np.random.default_rng(0).integers(
       0, 255, (90, 120, 3), np.uint8)).save(photo)
-  out2 = tmp_path / 'mine.png'
-  res = cli('resizer.visualize', f'--workdir={workdir}', f'--out={out2}',
+  out = tmp_path / 'mine.png'
+  res = cli('resizer.visualize', f'--workdir={workdir}', f'--out={out}',
             f'--images={photo}')
-  assert '1 images' in res.stdout and out2.exists()
+  assert '1 images' in res.stdout and Image.open(out).size[0] > 400
 
 
 def test_visualize_names_a_bad_image(finished_run, tmp_path):

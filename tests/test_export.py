@@ -13,6 +13,11 @@ from resizer import checkpoints, export
 from resizer.models import composite
 from tests.tiny_runs import copy_run, run, tiny_config
 
+
+# On one xdist worker (--dist loadgroup): the module fixture exports one
+# run once.
+pytestmark = pytest.mark.xdist_group('export')
+
 IN_SIZE = 48  # tiny_config: learned resizer 48 → 24, resnet_tiny.
 
 
@@ -85,18 +90,17 @@ def test_example_script_resizes_an_image_file_with_tensorflow_only(exported):
 
 
 @pytest.mark.slow
-def test_command_line_exports_and_refuses_an_existing_directory(exported):
+def test_command_line_refuses_an_existing_directory_in_one_line(exported):
+  """(The command line's exports: tests/test_gcs.py, tests/test_topology.py.)"""
   tmp, _ = exported
-  command = [sys.executable, '-m', 'resizer.export',
-             f'--workdir={tmp / "run"}', '--platforms=cpu']
-  done = subprocess.run(command + [f'--out={tmp / "cli"}'],
-                        capture_output=True, text=True, check=True)
-  assert json.loads(done.stdout[done.stdout.index('{'):])['platforms'] == [
-      'cpu']
-  assert (tmp / 'cli' / 'resizer' / 'saved_model.pb').exists()
-  failed = subprocess.run(command + [f'--out={tmp / "cli"}'],
-                          capture_output=True, text=True)
-  assert failed.returncode == 1 and 'already exists' in failed.stderr
+  before = (tmp / 'out' / 'export.json').read_text()
+  failed = subprocess.run(
+      [sys.executable, '-m', 'resizer.export', f'--workdir={tmp / "run"}',
+       f'--out={tmp / "out"}', '--platforms=cpu'],
+      capture_output=True, text=True)
+  assert failed.returncode == 1
+  assert 'already exists' in failed.stderr.strip().splitlines()[-1]
+  assert (tmp / 'out' / 'export.json').read_text() == before
 
 
 @pytest.mark.slow  # Its fixture trains and exports a run.

@@ -10,9 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from tests import data_parallel_case as case
 
 pytestmark = pytest.mark.slow  # several processes
@@ -57,9 +55,8 @@ def test_two_processes_step_is_the_full_batch_gradient_step(tmp_path):
       np.testing.assert_allclose(got[k], metrics[k], rtol=1e-5)
 
 
-def test_trainer_across_two_processes_evaluates_every_example_once(tmp_path):
-  data_dir = tmp_path / 'tfds'
-  tfds.builder('fine_gratings/tiny', data_dir=str(data_dir)).download_and_prepare()
+def test_trainer_across_two_processes_evaluates_every_example_once(tmp_path,
+                                                                  data_dir):
   port = free_port()
   workdir = tmp_path / 'run'
   env_flags = ['--config=configs/demo.py', f'--workdir={workdir}',
