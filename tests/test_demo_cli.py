@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# The command-line tools end to end; on one xdist worker, which trains the
-# module's run once (--dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('demo_cli')]
+pytestmark = pytest.mark.slow  # the command-line tools end to end
 
 
 def cli(*args, check=True):

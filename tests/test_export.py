@@ -13,11 +13,6 @@ from resizer import checkpoints, export
 from resizer.models import composite
 from tests.tiny_runs import copy_run, run, tiny_config
 
-
-# On one xdist worker (--dist loadgroup): the module fixture exports one
-# run once.
-pytestmark = pytest.mark.xdist_group('export')
-
 IN_SIZE = 48  # tiny_config: learned resizer 48 → 24, resnet_tiny.
 
 

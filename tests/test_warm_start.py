@@ -17,11 +17,6 @@ from tests import torch_models
 from tests.tiny_runs import final_params, run, tiny_config
 
 
-# On one xdist worker (--dist loadgroup): the module fixture imports one
-# set of torch weights once.
-pytestmark = pytest.mark.xdist_group('warm_start')
-
-
 def flat(tree):
   return {jax.tree_util.keystr(p): np.asarray(v)
           for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
