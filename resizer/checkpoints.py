@@ -41,12 +41,31 @@ def directory(workdir: paths.PathLike):
   return paths.resolve(workdir) / 'checkpoints'
 
 
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+  """Writes and reads the state as Orbax's StandardCheckpointHandler does
+  (which reads these checkpoints too), except on CPU: there Orbax's
+  replica-parallel save, which splits every replicated array into one slice
+  per device to write them in parallel, buys nothing (the devices share the
+  host's memory) and costs one compiled slicing program per array shape
+  and device, and a dispatch per slice at every save. Orbax turns it off
+  for GPUs; on TPUs and GPUs its default stands."""
+  if jax.default_backend() != 'cpu':
+    return ocp.PyTreeCheckpointHandler()
+  th = ocp.type_handlers
+  scalar = th.ScalarHandler()
+  return ocp.PyTreeCheckpointHandler(
+      type_handler_registry=th.create_type_handler_registry(
+          (int, scalar), (float, scalar), (bytes, scalar), (np.number, scalar),
+          (np.ndarray, th.NumpyHandler()), (str, th.StringHandler()),
+          (jax.Array, th.ArrayHandler(use_replica_parallel=False))))
+
+
 def manager(workdir: paths.PathLike, keep: int, async_save: bool = True
             ) -> ocp.CheckpointManager:
   """The run's checkpoint manager in `workdir/checkpoints`; with `async_save`
   training continues while a checkpoint is written."""
   return ocp.CheckpointManager(
-      directory(workdir), item_handlers=ocp.StandardCheckpointHandler(),
+      directory(workdir), item_handlers=_state_handler(),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=keep, create=True,
           enable_async_checkpointing=async_save))
@@ -96,7 +115,7 @@ def save(mgr: ocp.CheckpointManager, state: State) -> None:
   with its fingerprint."""
   step = int(jax.device_get(state['step']))
   if mgr.latest_step() != step:
-    mgr.save(step, args=ocp.args.StandardSave(state),
+    mgr.save(step, args=ocp.args.PyTreeSave(state),
              custom_metadata={'fingerprint': fingerprint(state)})
 
 
@@ -274,7 +293,8 @@ def restore_latest(mgr: ocp.CheckpointManager, target: State,
   while (step := mgr.latest_step()) is not None:
     try:
       _check_model(mgr, step, target)
-      state = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
+      state = mgr.restore(step, args=ocp.args.PyTreeRestore(
+          abstract, ocp.checkpoint_utils.construct_restore_args(abstract)))
       _verify(mgr, step, state)
     except ModelMismatch:
       raise  # A sound checkpoint of something else: not ours to move.
