@@ -52,6 +52,19 @@ CONVENTIONS = ('torchvision', 'keras')
 # read (checkpoints.resolve_convention) before building a model.
 FROM_WEIGHTS = 'from_weights'
 
+# torchvision's MobileNetV2 and EfficientNet share one layout: the stem is
+# features.0, the head's 1x1 convolution the module after the last feature
+# block, and the classifier's linear layer classifier.1.
+TORCH_FEATURES_FIXED = dict(conv_stem='features.0.0', bn_stem='features.0.1',
+                            head='classifier.1')
+
+
+def torch_features_head(module: str, num_blocks: int) -> str:
+  """torchvision's name for `module` ('conv_head' or 'bn_head') in that
+  layout, after `num_blocks` feature blocks past the stem."""
+  return f'features.{num_blocks + 1}.{int(module == "bn_head")}'
+
+
 # A module's path in our parameter tree: ('stage2_block1', 'conv1').
 ModulePath = tuple[str, ...]
 # Facts about one network read off our parameter tree (see

@@ -175,7 +175,7 @@ EfficientNetTiny = functools.partial(
 
 def _torch_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   if block in ('conv_head', 'bn_head'):  # The module after the last stage.
-    return f'features.{layout["num_stages"] + 1}.{int(block == "bn_head")}'
+    return conventions.torch_features_head(block, layout['num_stages'])
   stage, index = conventions.block_index(block)
   e = int(block in layout['expanding'])
   parts = {'conv_expand': 'block.0.0', 'bn_expand': 'block.0.1',
@@ -219,8 +219,7 @@ def _check_keras_normalization(tensors: conventions.Tensors, path: str
 
 
 WEIGHTS = conventions.ForeignWeights(
-    torch_fixed=dict(conv_stem='features.0.0', bn_stem='features.0.1',
-                     head='classifier.1'),
+    torch_fixed=conventions.TORCH_FEATURES_FIXED,
     torch_block=_torch_block,
     keras_fixed=dict(conv_stem='stem_conv', bn_stem='stem_bn',
                      conv_head='top_conv', bn_head='top_bn',

@@ -127,7 +127,7 @@ MobileNetV2Tiny = functools.partial(
 
 def _torch_block(block: str, leaf: str, layout: conventions.Layout) -> str:
   if block in ('conv_head', 'bn_head'):  # The module after the last block.
-    return f'features.{layout["num_blocks"] + 1}.{int(block == "bn_head")}'
+    return conventions.torch_features_head(block, layout['num_blocks'])
   expands = block in layout['expanding']
   parts = (['conv.0.0', 'conv.0.1'] if expands else []) + [
       f'conv.{int(expands)}.0', f'conv.{int(expands)}.1',
@@ -149,8 +149,7 @@ def _keras_block(block: str, leaf: str, layout: conventions.Layout) -> str:
 
 # Keras' MobileNetV2: 'tf' preprocessing (x / 127.5 - 1).
 WEIGHTS = conventions.ForeignWeights(
-    torch_fixed=dict(conv_stem='features.0.0', bn_stem='features.0.1',
-                     head='classifier.1'),
+    torch_fixed=conventions.TORCH_FEATURES_FIXED,
     torch_block=_torch_block,
     keras_fixed=dict(conv_stem='Conv1', bn_stem='bn_Conv1',
                      conv_head='Conv_1', bn_head='Conv_1_bn',
