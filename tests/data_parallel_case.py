@@ -90,8 +90,10 @@ def reference_step(c, state: dict, batch: dict, bn_groups: int = 1,
     batch_stats = jax.tree.map(lambda *s: sum(s) / len(s), *stats)
     return jnp.mean(jnp.concatenate(losses)), batch_stats
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state['params'])
+  # Compiled whole: run op by op, each new BatchNorm group size compiles
+  # every primitive again (10 s per grouping on a CPU).
+  (loss, batch_stats), grads = jax.jit(
+      jax.value_and_grad(loss_fn, has_aux=True))(state['params'])
   updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
   new_state = {'step': state['step'] + 1,
                'params': optax.apply_updates(state['params'], updates),

@@ -42,10 +42,13 @@ def assert_trees_close(actual, expected, rtol=1e-5, atol=1e-6):
 
 # Without clipping a wrongly scaled gradient shows in the update; with it
 # (the clipped update has a fixed norm) only in the logged gradient norm.
+# Each case compiles its own sharded step (3-5 s on a CPU), so each covers
+# something the others do not: one device (the step without parallelism),
+# global and per-device statistics, clipping, and 2, 4 and 8 devices.
 CASES = [
     # num_devices, bn_cross_device, grad_clip_norm
-    (1, True, 0.0), (2, True, 0.0), (4, True, 0.0), (8, True, 0.0),
-    (4, False, 0.0), (2, False, 0.5), (8, True, 0.5),
+    (1, True, 0.0), (8, True, 0.0), (4, False, 0.0), (2, False, 0.5),
+    (8, True, 0.5),
 ]
 
 
@@ -74,7 +77,7 @@ def test_step_is_the_full_batch_gradient_step(num_devices, bn_cross_device,
 # device, cross-device statistics are the micro-batch's own.
 ACCUMULATION = [
     # num_devices, bn_cross_device, accumulate_steps
-    (1, True, 2), (1, False, 4), (2, False, 2), (4, False, 2),
+    (1, True, 2), (1, False, 4), (4, False, 2),
 ]
 
 
@@ -117,24 +120,20 @@ def test_accumulation_with_cross_device_batchnorm_groups_micro_batches_across_de
 def test_batchnorm_alone_separates_accumulation_from_one_large_batch():
   """Every model here has BatchNorm, whose statistics come from what one
   forward pass sees: accumulation equals the large-batch step with BN
-  grouped per micro-batch (above), and differs measurably from one group,
-  so the comparison above has teeth."""
+  grouped per micro-batch (above, the case (1, True, 2)), and that differs
+  measurably from one group, so the comparison above has teeth."""
   c = case.config(True)
-  c.optim.accumulate_steps = 2
   state, batch = case.initial_state(c), case.batch()
-  actual, _ = sharded_step(c, state, batch, 1)
   one_group, _ = case.reference_step(c, state, batch, 1)
   two_groups, _ = case.reference_step(c, state, batch, 2)
-  assert_trees_close(actual, two_groups)
-  # The check has teeth: BN's grouping changes the update measurably.
   diff = max(np.abs(a - b).max() for a, b in zip(
-      jax.tree.leaves(one_group['params']), jax.tree.leaves(actual['params'])))
+      jax.tree.leaves(one_group['params']),
+      jax.tree.leaves(two_groups['params'])))
   assert diff > 1e-4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('num_devices', [1, 4])
-def test_the_weight_average_follows_the_updated_parameters(num_devices):
+def test_the_weight_average_follows_the_updated_parameters(num_devices=4):
   """ema ← d · ema + (1 − d) · params, on the parameters after the update,
   computed here in numpy from the reference step."""
   c = case.config()
