@@ -18,7 +18,8 @@ def tiny_config(**overrides):
   'block.key' (or 'key') to a value."""
   c = common.imagenet_config('resizer=learned,res=48,out=24', 'resnet_tiny')
   c.model.dtype = 'float32'
-  c.input.update(batch_size=8, eval_batch_size=8, shuffle_buffer=16)
+  # 2 images per device, so accumulate_steps=2 is possible.
+  c.input.update(batch_size=16, eval_batch_size=8, shuffle_buffer=16)
   c.optim.update(learning_rate=0.01, weight_decay=1e-4)
   c.update(total_steps=4, log_every_steps=2, eval_every_steps=4,
            checkpoint_every_steps=2, image_summary_every_steps=4,
