@@ -19,7 +19,6 @@ import time
 import urllib.request
 
 import pytest
-import tensorflow_datasets as tfds
 
 import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from tests.helpers import tiny_demo_args
@@ -102,10 +101,9 @@ def train_command(workdir, data_dir, steps):
       f'--config.eval_every_steps={steps}', '--config.log_every_steps=2')]
 
 
-def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path):
+def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path,
+                                                    data_dir):
   from etils import epath  # After the environment points TF at the emulator.
-  data_dir = tmp_path / 'tfds'
-  tfds.builder('fine_gratings/tiny', data_dir=str(data_dir)).download_and_prepare()
   cwd = tmp_path / 'cwd'  # A relative 'gs:' folder would appear here.
   cwd.mkdir()
   run = epath.Path(bucket) / 'runs' / 'demo'

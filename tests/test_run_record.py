@@ -176,8 +176,8 @@ def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
   the second takes to start."""
   workdir = tmp_path / 'run'
   args = [sys.executable, '-m', *tiny_demo_args(
-      workdir, data_dir, 20, '--config.checkpoint_every_steps=10',
-      '--config.eval_every_steps=20')]
+      workdir, data_dir, 4, '--config.checkpoint_every_steps=2',
+      '--config.eval_every_steps=4')]
   log = open(tmp_path / 'first.log', 'w')
   first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
   try:
@@ -198,7 +198,7 @@ def test_a_second_launch_on_a_running_workdir_is_refused(tmp_path, data_dir):
     if first.poll() is None:
       first.kill()
   results = json.loads((workdir / 'results.json').read_text())
-  assert results['steps'] == 20 and len(results['segments']) == 1
+  assert results['steps'] == 4 and len(results['segments']) == 1
   assert not (workdir / lease.LEASE_FILE).exists()
 
 
