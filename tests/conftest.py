@@ -16,6 +16,13 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # within every test's tolerance; the subprocesses inherit it.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
 
+# Every Python process the tests start finds this checkout first and runs
+# tests/startup/sitecustomize.py: less garbage collection while it imports.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, (
+    _ROOT, os.path.join(_ROOT, 'tests', 'startup'),
+    os.environ.get('PYTHONPATH'))))
+
 # TensorFlow's GCS file system reads these once, when tensorflow is imported;
 # they matter only to the tests against the local GCS (test_gcs.py): see
 # writes made through TensorStore at once, read in small blocks, and fail

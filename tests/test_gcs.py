@@ -88,8 +88,7 @@ def bucket(tmp_path_factory):
 
 def cli(cwd, *args, check=True):
   out = subprocess.run([sys.executable, '-m', *args], cwd=cwd, text=True,
-                       capture_output=True, env={**os.environ,
-                                                 'PYTHONPATH': ROOT})
+                       capture_output=True)
   if check:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
   return out
@@ -107,11 +106,10 @@ def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path,
   cwd = tmp_path / 'cwd'  # A relative 'gs:' folder would appear here.
   cwd.mkdir()
   run = epath.Path(bucket) / 'runs' / 'demo'
-  env = {**os.environ, 'PYTHONPATH': ROOT}
 
   # Killed (SIGKILL) once its first checkpoint is in the bucket.
   log = open(tmp_path / 'first.log', 'w')
-  proc = subprocess.Popen(train_command(run, data_dir, 400), cwd=cwd, env=env,
+  proc = subprocess.Popen(train_command(run, data_dir, 400), cwd=cwd,
                           stdout=log, stderr=subprocess.STDOUT)
   try:
     deadline = time.time() + 300
@@ -129,7 +127,7 @@ def test_gs_workdir_trains_resumes_and_is_read_back(bucket, tmp_path,
 
   # Resumed to a shorter end, which changes the run: allowed and recorded.
   resumed = subprocess.run(train_command(run, data_dir, 6)
-                           + ['--allow_config_change'], cwd=cwd, env=env,
+                           + ['--allow_config_change'], cwd=cwd,
                            text=True, capture_output=True)
   assert resumed.returncode == 0, resumed.stderr[-4000:]
   assert f'Resumed from {run}/checkpoints at step' in resumed.stderr, [

@@ -25,8 +25,7 @@ def free_port() -> int:
 
 
 def run_processes(args_for, n):
-  env = {**os.environ, 'PYTHONPATH': ROOT}
-  procs = [subprocess.Popen(args_for(i), cwd=ROOT, env=env,
+  procs = [subprocess.Popen(args_for(i), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True) for i in range(n)]
   outputs = [p.communicate(timeout=600)[0] for p in procs]

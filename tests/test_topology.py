@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def on_devices(num_devices, *args):
   """`python -m args` in a process that sees `num_devices` CPU devices."""
-  env = {**os.environ, 'PYTHONPATH': ROOT, 'XLA_FLAGS':
+  env = {**os.environ, 'XLA_FLAGS':
          f'--xla_force_host_platform_device_count={num_devices}'}
   out = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, env=env,
                        text=True, capture_output=True)
