@@ -72,9 +72,15 @@ def test_the_grid_runs_skips_what_is_finished_and_reports(tmp_path, data_dir):
   assert (tmp_path / 'compare.png').exists() and (tmp_path / 'compare.svg').exists()
   grid = json.loads((tmp_path / 'grid.json').read_text())
   assert [g['name'] for g in grid] == ['learned', 'none_bilinear_32x32']
-  # A run whose record is damaged is named in the report and run again.
-  (tmp_path / 'learned_seed0' / 'results.json').write_text('{')
+  # Launched again, it trains nothing and reports again.
+  (tmp_path / 'report.md').unlink()
   again = subprocess.run(command, capture_output=True, text=True)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert 'none_bilinear_32x32_seed0: finished, skipped' in again.stdout
-  assert '[1/2] learned_seed0 (' in again.stdout
+  assert '[1/2] learned_seed0: finished, skipped' in again.stdout
+  assert '[2/2] none_bilinear_32x32_seed0: finished, skipped' in again.stdout
+  assert (tmp_path / 'report.md').read_text() == report
+  # A run whose record is damaged is not finished: the next launch trains
+  # it again, as the first launch trained the missing ones.
+  (tmp_path / 'learned_seed0' / 'results.json').write_text('{')
+  assert not compare.finished(tmp_path / 'learned_seed0')
+  assert compare.finished(tmp_path / 'none_bilinear_32x32_seed0')
