@@ -54,10 +54,9 @@ def initial_state(c) -> dict:
   """The trainer's initial state, as host numpy arrays."""
   model = composite.build_model(c)
   tx, _ = optimizer(c)
-  variables = model.init({'params': jax.random.key(0),
-                          'dropout': jax.random.key(0)},
-                         jnp.zeros((1, IN_SIZE, IN_SIZE, 3), jnp.uint8),
-                         train=False)
+  variables = jax.jit(lambda x: model.init(
+      {'params': jax.random.key(0), 'dropout': jax.random.key(0)}, x,
+      train=False))(jnp.zeros((1, IN_SIZE, IN_SIZE, 3), jnp.uint8))
   state = {'step': np.int32(0), 'params': variables['params'],
            'batch_stats': variables['batch_stats'],
            'opt_state': tx.init(variables['params'])}

@@ -100,7 +100,8 @@ def test_remat_changes_no_output_gradient_or_statistic(resizer):
   results = []
   for c in (plain, remat):
     model = composite.build_model(c)
-    variables = model.init(jax.random.key(0), images, train=False)
+    variables = jax.jit(lambda x, model=model: model.init(
+        jax.random.key(0), x, train=False))(images)
 
     def loss(params, model=model, variables=variables):
       logits, new = model.apply({**variables, 'params': params}, images,
