@@ -20,7 +20,6 @@ import urllib.request
 
 import pytest
 
-import resizer.datasets  # noqa: F401  (registers fine_gratings)
 from tests.helpers import tiny_demo_args
 
 pytestmark = pytest.mark.slow  # training against a local GCS emulator
