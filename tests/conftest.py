@@ -2,6 +2,8 @@
 multi-device host. Must run before jax initialises its backends."""
 
 import atexit
+import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -46,22 +48,38 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 
+def _once_per_session(tmp_path_factory, worker_id: str, name: str, make):
+  """(path, make(path)) for the whole session: the first xdist worker to ask
+  runs `make` under a file lock, the others wait for it and share the path
+  and the (JSON) value it returned."""
+  root = tmp_path_factory.getbasetemp()
+  if worker_id != 'master':
+    root = root.parent  # The session's directory, above each worker's own.
+  path, done = root / name, root / f'{name}.json'
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
+    if not done.exists():
+      done.write_text(json.dumps(make(path)))
+  return path, json.loads(done.read_text())
+
+
 @pytest.fixture(scope='session')
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, worker_id):
   """A TFDS data_dir holding fine_gratings/tiny (64 train, 32 test images),
   prepared once per session."""
-  import resizer.datasets  # noqa: F401  (registers fine_gratings)
-  import tensorflow_datasets as tfds
-  path = tmp_path_factory.mktemp('tfds')
-  tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
-  return path
+  def prepare(path):
+    import resizer.datasets  # noqa: F401  (registers fine_gratings)
+    import tensorflow_datasets as tfds
+    tfds.builder('fine_gratings/tiny', data_dir=str(path)).download_and_prepare()
+  return _once_per_session(tmp_path_factory, worker_id, 'tfds', prepare)[0]
 
 
 @pytest.fixture(scope='session')
-def trained_tiny_run(tmp_path_factory):
+def trained_tiny_run(tmp_path_factory, worker_id):
   """(workdir, results) of `tests.tiny_runs.tiny_config()` trained to its
-  end, once per session (per xdist worker). Tests read it, or resume and
-  change a copy (`tiny_runs.copy_run`), never the original."""
+  end, once per session. Tests read it, or resume and change a copy
+  (`tiny_runs.copy_run`), never the original."""
   from tests import tiny_runs  # After the environment above is set.
-  workdir = tmp_path_factory.mktemp('trained_tiny_run') / 'run'
-  return workdir, tiny_runs.run(tiny_runs.tiny_config(), workdir)
+  return _once_per_session(
+      tmp_path_factory, worker_id, 'trained_tiny_run',
+      lambda path: tiny_runs.run(tiny_runs.tiny_config(), path))
