@@ -19,6 +19,7 @@ import optax
 from configs import common
 from resizer import optim, tasks
 from resizer.models import composite
+from tests import helpers
 
 GLOBAL_BATCH = 16
 IN_SIZE = 32
@@ -54,9 +55,9 @@ def initial_state(c) -> dict:
   """The trainer's initial state, as host numpy arrays."""
   model = composite.build_model(c)
   tx, _ = optimizer(c)
-  variables = jax.jit(lambda x: model.init(
-      {'params': jax.random.key(0), 'dropout': jax.random.key(0)}, x,
-      train=False))(jnp.zeros((1, IN_SIZE, IN_SIZE, 3), jnp.uint8))
+  variables = helpers.init_compiled(
+      model, jnp.zeros((1, IN_SIZE, IN_SIZE, 3), jnp.uint8),
+      {'params': jax.random.key(0), 'dropout': jax.random.key(0)})
   state = {'step': np.int32(0), 'params': variables['params'],
            'batch_stats': variables['batch_stats'],
            'opt_state': tx.init(variables['params'])}

@@ -58,6 +58,14 @@ def check_bf16_forward(model, num_classes, in_size=(40, 36), batch=4):
   assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates['batch_stats']))
 
 
+def init_compiled(module, x, rngs=None):
+  """`module.init(rngs, x, train=False)` compiled whole (rngs: key 0 by
+  default): op by op, every parameter shape compiles its own sampler, which
+  costs seconds on a CPU."""
+  rngs = jax.random.key(0) if rngs is None else rngs
+  return jax.jit(lambda x: module.init(rngs, x, train=False))(x)
+
+
 def tiny_demo_args(workdir, data_dir, steps: int, *flags: str) -> list[str]:
   """`resizer.main` arguments for the demo config on `fine_gratings/tiny`
   (prepared in `data_dir`) with `resnet_tiny`: seconds per run on a CPU."""

@@ -14,7 +14,7 @@ from configs import common
 from resizer import tasks, train
 from resizer.models import composite
 from resizer.models.common import CONV_IMPLS
-from tests.helpers import variable_counts
+from tests.helpers import init_compiled, variable_counts
 
 
 def config(resizer='learned', in_size=64, out_size=32, name='resnet_tiny',
@@ -100,8 +100,7 @@ def test_remat_changes_no_output_gradient_or_statistic(resizer):
   results = []
   for c in (plain, remat):
     model = composite.build_model(c)
-    variables = jax.jit(lambda x, model=model: model.init(
-        jax.random.key(0), x, train=False))(images)
+    variables = init_compiled(model, images)
 
     def loss(params, model=model, variables=variables):
       logits, new = model.apply({**variables, 'params': params}, images,

@@ -133,15 +133,15 @@ def test_batchnorm_alone_separates_accumulation_from_one_large_batch():
 
 
 @pytest.mark.slow
-def test_the_weight_average_follows_the_updated_parameters(num_devices=4):
+def test_the_weight_average_follows_the_updated_parameters():
   """ema ← d · ema + (1 − d) · params, on the parameters after the update,
-  computed here in numpy from the reference step."""
+  computed here in numpy from the reference step (on 4 devices)."""
   c = case.config()
   c.ema_decay = 0.75
   state, batch = case.initial_state(c), case.batch()
   ema = jax.tree.map(lambda x: x + 1.0, state['params'])  # Not the params.
   expected, _ = case.reference_step(c, state, batch)
-  actual, _ = sharded_step(c, {**state, 'ema_params': ema}, batch, num_devices)
+  actual, _ = sharded_step(c, {**state, 'ema_params': ema}, batch, 4)
   assert_trees_close({k: v for k, v in actual.items() if k != 'ema_params'},
                      expected)
   assert_trees_close(actual['ema_params'], jax.tree.map(

@@ -13,7 +13,7 @@ import torch
 from configs import common
 from resizer import checkpoints, config_checks, import_weights, train
 from resizer.models import composite
-from tests import torch_models
+from tests import helpers, torch_models
 from tests.tiny_runs import final_params, run, tiny_config
 
 
@@ -116,10 +116,8 @@ def test_resizer_transfers_to_another_backbone(trained_tiny_run, tmp_path):
   source = checkpoints.load(str(resnet_run))
   target_config = tiny_config(**{'model.name': 'densenet_tiny'})
   target_config.init_from.update(workdir=str(resnet_run), parts='resizer')
-  model = composite.build_model(target_config)
-  # Compiled whole: op by op, every parameter shape compiles its own sampler.
-  model_state = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
-      np.zeros((1, 48, 48, 3), np.float32))
+  model_state = helpers.init_compiled(composite.build_model(target_config),
+                                      np.zeros((1, 48, 48, 3), np.float32))
 
   warm = checkpoints.warm_start(model_state, source, 'resizer')
 
