@@ -54,9 +54,9 @@ def test_resume_on_fewer_devices_continues_the_same_optimisation(
     tmp_path, data_dir):
   """4 devices for 3 steps, then 2 devices to step 6, against 6 steps on 2."""
   moved, straight = tmp_path / 'moved', tmp_path / 'straight'
-  # The paper's n=16 resizer, for which the tolerance below was set. With
-  # the demo's n=8 some BatchNorm biases differ by ~1e-3 of their norm
-  # (4.2e-6 of 4.5e-3): not yet explained, see the note of 2026-11-30.
+  # The paper's n=16 resizer. With the demo's n=8, the resizer's momentum
+  # differs by up to 7.6e-3 on the scale below (conv_in.bias; n=16: 4.3e-6
+  # at most): far beyond rounding, and not yet explained (issue 18's notes).
   sgd = (*SGD, '--config.resizer.num_filters=16')
   train(4, moved, data_dir, 3, *sgd)
   log = train(2, moved, data_dir, 6, *sgd, '--allow_config_change').stderr
@@ -64,15 +64,25 @@ def test_resume_on_fewer_devices_continues_the_same_optimisation(
   train(2, straight, data_dir, 6, *sgd)
   a, b = checkpoints.load(moved), checkpoints.load(straight)
   assert int(a['step']) == int(b['step']) == 6
-  # Per tensor, relative to its norm: rounding differences of the first three
-  # steps (4 vs 2 devices) grow a little over the next three; a step that
-  # depended on the device count would differ by a sizeable part of an update.
+  # Rounding differences of the first three steps (4 vs 2 devices) grow a
+  # little over the next three; a step that depended on the device count
+  # would move every tensor by a sizeable part of its update.
   for key in ('params', 'batch_stats', 'opt_state'):
+    ys = [np.asarray(y, np.float64) for y in jax.tree.leaves(b[key])]
+    typical = np.sqrt(sum(np.sum(y**2) for y in ys) / sum(y.size for y in ys))
     for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a[key])[0],
-                            jax.tree.leaves(b[key])):
-      distance = np.linalg.norm(np.ravel(x - y))
-      assert distance <= 1e-4 * np.linalg.norm(np.ravel(y)) + 1e-7, (
-          key, jax.tree_util.keystr(path), distance)
+                            ys):
+      # Relative to the tensor's norm plus that of a tensor of its size
+      # holding the collection's typical entry: some gradients nearly cancel
+      # (a BatchNorm bias whose shift the next BatchNorm removes), and their
+      # sum carries the rounding of its large terms, not of its small total.
+      # Measured on an AMD EPYC host: stage2_block1.bn1.bias's momentum
+      # differed by 2.4e-3 of its own norm; the worst tensor on this scale
+      # by 4.3e-6.
+      scale = np.linalg.norm(np.ravel(y)) + typical * np.sqrt(y.size)
+      distance = np.linalg.norm(np.ravel(np.asarray(x, np.float64) - y))
+      assert distance <= 1e-4 * scale, (key, jax.tree_util.keystr(path),
+                                        distance, scale)
 
 
 def test_a_run_on_8_devices_is_read_on_1_and_a_run_on_1_resumes_on_8(
