@@ -87,10 +87,11 @@ def trained_tiny_run(tmp_path_factory, worker_id):
 
 # The slow tier's longest modules, longest first (on 3 xdist workers,
 # 2026-11-30: 150, 127, 114, 92, 83, 80, 76 and 54 s): they start first, so
-# that the short ones fill the end and no worker is left running alone
-# (443 s → 385 s for the tier). The README's command passes
-# --no-loadscope-reorder, which keeps this order instead of xdist's (most
-# tests first).
+# that the short ones fill the end and no worker is left running alone (the
+# three ended 42 s apart before, 11-16 s apart after; the tier itself took
+# 385 to 461 s from one run to the next on one machine). The README's
+# command passes --no-loadscope-reorder, which keeps this order instead of
+# xdist's (most tests first).
 _LONGEST_FIRST = ('test_run_record', 'test_topology', 'test_data_parallel',
                   'test_import_weights', 'test_train', 'test_benchmarks',
                   'test_gcs', 'test_multiprocess')
