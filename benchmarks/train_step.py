@@ -35,10 +35,12 @@ ratio to the first setting is the median of the per-round ratios.
 """
 
 import argparse
+import functools
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -121,20 +123,16 @@ def memory(compiled, batch_size: int, num_devices: int) -> dict:
       total_mib=round(total / 2**20, 1))
 
 
-def largest_batch(config, devices, hbm_gib: float, multiple: int, start: int,
-                  needs: dict[int, float],
-                  resize_fn: resizers.ResizeFn = resizers.resize) -> int:
-  """The largest global batch, a multiple of `multiple`, whose compiled
-  step needs at most `hbm_gib` per device by XLA's memory analysis.
-  Doubles from `start`, then bisects; `needs` ({batch: MiB}) caches the
-  compiled programs' totals across calls."""
+def largest_batch(needs_mib: Callable[[int], float], hbm_gib: float,
+                  multiple: int, start: int) -> int:
+  """The largest batch, a multiple of `multiple`, with `needs_mib(batch)`
+  at most `hbm_gib` GiB (0 if none fits); the need must grow with the
+  batch. Doubles from `start` (rounded up to a multiple), then bisects:
+  about 2 log2(answer / multiple) calls, each a compile when it measures
+  a step."""
 
   def fits(batch):
-    if batch not in needs:
-      compiled = compile_step(config, batch, devices, execute=False,
-                              resize_fn=resize_fn)[0]
-      needs[batch] = memory(compiled, batch, len(devices))['total_mib']
-    return needs[batch] <= hbm_gib * 1024
+    return needs_mib(batch) <= hbm_gib * 1024
 
   lo, hi = 0, max(multiple, -(-start // multiple) * multiple)
   while fits(hi):
@@ -216,6 +214,20 @@ class Setting:
         mfu=(round(achieved / (peak * len(self.devices)), 4) if peak
              else None),
     )
+
+
+def step_needs_mib(setting: Setting) -> Callable[[int], float]:
+  """batch → MiB per device of `setting`'s step compiled at that global
+  batch (XLA's memory analysis), each batch compiled once."""
+
+  @functools.cache
+  def needs(batch: int) -> float:
+    if batch == setting.batch_size:
+      return setting.memory['total_mib']
+    compiled = compile_step(setting.config, batch, setting.devices,
+                            execute=False, resize_fn=setting.resize_fn)[0]
+    return memory(compiled, batch, len(setting.devices))['total_mib']
+  return needs
 
 
 def make_config(args: argparse.Namespace, spec: str):
@@ -364,10 +376,9 @@ def main(argv=None) -> list[dict]:
     rows = []
     for setting in settings:
       row = setting.memory_row()
-      needs = {setting.batch_size: row['total_mib']}
-      row['max_batch'] = {f'{g:g}': largest_batch(
-          setting.config, devices, g, multiple, setting.batch_size, needs,
-          setting.resize_fn)
+      needs = step_needs_mib(setting)
+      row['max_batch'] = {
+          f'{g:g}': largest_batch(needs, g, multiple, setting.batch_size)
           for g in hbm}
       print(json.dumps(row), flush=True)
       rows.append(row)
