@@ -17,7 +17,6 @@ the scale below, the resizer's momentum).
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -27,6 +26,7 @@ import pytest
 
 from resizer import checkpoints
 from tests.helpers import tiny_demo_args
+from tests.tiny_runs import copy_run
 
 pytestmark = pytest.mark.slow  # runs in subprocesses at several device counts
 
@@ -69,7 +69,7 @@ def four_device_run(tmp_path_factory, data_dir):
 def test_resume_on_fewer_devices_continues_the_same_optimisation(
     four_device_run, tmp_path, data_dir):
   """4 devices for 3 steps, then 2 devices to step 6, against 6 steps on 4."""
-  moved = shutil.copytree(four_device_run, tmp_path / 'moved')
+  moved = copy_run(four_device_run, tmp_path / 'moved')
   straight = tmp_path / 'straight'
   log = train(2, moved, data_dir, 6, *SGD, '--allow_config_change').stderr
   assert 'Resumed from' in log and 'at step 3' in log
@@ -98,7 +98,7 @@ def test_resume_on_fewer_devices_continues_the_same_optimisation(
 
 def test_a_run_on_4_devices_is_read_on_1_and_a_run_on_1_resumes_on_8(
     four_device_run, tmp_path, data_dir):
-  pod = shutil.copytree(four_device_run, tmp_path / 'pod')
+  pod = copy_run(four_device_run, tmp_path / 'pod')
   stage2 = tmp_path / 'stage2'
   trained = json.loads((pod / 'results.json').read_text())
 
