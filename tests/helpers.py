@@ -5,6 +5,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 
 def variable_counts(module, in_size=(224, 224), **call_kwargs):
@@ -76,3 +77,9 @@ def tiny_demo_args(workdir, data_dir, steps: int, *flags: str) -> list[str]:
           '--config.input.eval_batch_size=16', '--config.model.name=resnet_tiny',
           f'--config.total_steps={steps}', '--config.image_summary_every_steps=0',
           *flags]
+
+
+def save_photo(path, height: int, width: int) -> None:
+  """A random RGB photo of height x width, in the format `path` names."""
+  Image.fromarray(np.random.default_rng(0).integers(
+      0, 255, (height, width, 3), np.uint8)).save(path)

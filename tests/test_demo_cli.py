@@ -8,16 +8,17 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
+
+from tests.helpers import save_photo
 
 pytestmark = pytest.mark.slow  # the command-line tools end to end
 
 
-def cli(*args, check=True):
+def cli(*args):
   return subprocess.run([sys.executable, '-m', *args], capture_output=True,
-                        text=True, check=check)
+                        text=True, check=True)
 
 
 @pytest.fixture(scope='module')
@@ -62,21 +63,13 @@ def test_report_prints_a_markdown_table(finished_run):
 
 
 def test_visualize_own_images(finished_run, tmp_path):
-  """(The dataset's examples, the default: tests/test_gcs.py, from a bucket.)"""
+  """(The dataset's examples, the default: tests/test_gcs.py, from a bucket;
+  bad paths and images: tests/test_visualize.py.)"""
   workdir, _, _ = finished_run
   photo = tmp_path / 'photo.png'
-  Image.fromarray(np.random.default_rng(0).integers(
-      0, 255, (90, 120, 3), np.uint8)).save(photo)
+  save_photo(photo, 90, 120)
   out = tmp_path / 'mine.png'
   res = cli('resizer.visualize', f'--workdir={workdir}', f'--out={out}',
             f'--images={photo}')
   assert '1 images' in res.stdout and Image.open(out).size[0] > 400
 
-
-def test_visualize_names_a_bad_image(finished_run, tmp_path):
-  workdir, _, _ = finished_run
-  bad = tmp_path / 'bad.jpg'
-  bad.write_bytes(b'not an image')
-  res = cli('resizer.visualize', f'--workdir={workdir}',
-            f'--out={tmp_path / "x.png"}', f'--images={bad}', check=False)
-  assert res.returncode != 0 and 'bad.jpg: not a decodable image' in res.stderr
