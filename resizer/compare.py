@@ -35,24 +35,6 @@ from absl import app, flags, logging
 from resizer import checkpoints, paths, report
 from resizer.models import composite, costs
 
-_CONFIG = flags.DEFINE_string('config', None,
-                              'Config file[:arg], as resizer.main takes it.')
-_WORKDIR = flags.DEFINE_string('workdir', None,
-                               'Root of the grid: one subfolder per run.')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 of every setting.')
-_FIXED = flags.DEFINE_list(
-    'fixed', ['bilinear', 'bilinear+aa', 'bicubic', 'bicubic+aa', 'area'],
-    "The input pipeline's resizes on the ladder: interpolation[+aa].")
-_LEARNED = flags.DEFINE_list('learned', ['learned', 'muller'],
-                             'Resizer choices at the config sizes.')
-_FLOPS_MARGIN = flags.DEFINE_float(
-    'flops_margin', 1.0, 'The ladder climbs until a rung costs this many '
-    "times the learned model's GFLOPs.")
-_SET = flags.DEFINE_multi_string(
-    'set', [], 'KEY=VALUE passed to every run as --config.KEY=VALUE.')
-_PRINT_ONLY = flags.DEFINE_bool('print_only', False,
-                                'Print the commands instead of running them.')
-
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -163,13 +145,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
-  runs = grid(_CONFIG.value, _LEARNED.value, _FIXED.value,
-              _FLOPS_MARGIN.value, _SET.value)
-  root = paths.resolve(_WORKDIR.value)
-  commands = [(run, seed, run.command(_CONFIG.value, str(root), seed,
-                                      _SET.value))
-              for run in runs for seed in range(_SEEDS.value)]
-  if _PRINT_ONLY.value:
+  args = flags.FLAGS
+  runs = grid(args.config, args.learned, args.fixed, args.flops_margin,
+              args.set)
+  root = paths.resolve(args.workdir)
+  commands = [(run, seed, run.command(args.config, str(root), seed, args.set))
+              for run in runs for seed in range(args.seeds)]
+  if args.print_only:
     for _, _, command in commands:
       print('python ' + ' '.join(shlex.quote(word) for word in command[1:]))
     return
@@ -199,5 +181,22 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  flags.DEFINE_string('config', None,
+                      'Config file[:arg], as resizer.main takes it.')
+  flags.DEFINE_string('workdir', None,
+                      'Root of the grid: one subfolder per run.')
+  flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 of every setting.')
+  flags.DEFINE_list(
+      'fixed', ['bilinear', 'bilinear+aa', 'bicubic', 'bicubic+aa', 'area'],
+      "The input pipeline's resizes on the ladder: interpolation[+aa].")
+  flags.DEFINE_list('learned', ['learned', 'muller'],
+                    'Resizer choices at the config sizes.')
+  flags.DEFINE_float(
+      'flops_margin', 1.0, 'The ladder climbs until a rung costs this many '
+      "times the learned model's GFLOPs.")
+  flags.DEFINE_multi_string(
+      'set', [], 'KEY=VALUE passed to every run as --config.KEY=VALUE.')
+  flags.DEFINE_bool('print_only', False,
+                    'Print the commands instead of running them.')
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main)

@@ -263,25 +263,24 @@ def report(run_dirs: list[str], figure_path: str | None = None
   return text, errors
 
 
-_OUT = flags.DEFINE_string('out', None, 'Also write the table to this file.')
-_FIGURE = flags.DEFINE_string(
-    'figure', None, 'Also draw the metric-vs-GFLOPs figure to FIGURE.png '
-    'and FIGURE.svg.')
-
-
 def main(argv):
   run_dirs = argv[1:]
   if not run_dirs:
     raise app.UsageError('Give one or more run directories.')
-  text, errors = report(run_dirs, _FIGURE.value)
+  args = flags.FLAGS
+  text, errors = report(run_dirs, args.figure)
   for line in errors:
     print(line, file=sys.stderr)
   if text:
     print(text)
-    if _OUT.value:
-      paths.write_text_atomic(_OUT.value, text + '\n')
+    if args.out:
+      paths.write_text_atomic(args.out, text + '\n')
   sys.exit(1 if errors or not text else 0)
 
 
 if __name__ == '__main__':
+  flags.DEFINE_string('out', None, 'Also write the table to this file.')
+  flags.DEFINE_string(
+      'figure', None, 'Also draw the metric-vs-GFLOPs figure to FIGURE.png '
+      'and FIGURE.svg.')
   app.run(main)

@@ -89,28 +89,26 @@ def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
   paths.resolve(out).write_bytes(png.getvalue())
 
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A run directory.')
-_OUT = flags.DEFINE_string('out', None, 'The PNG to write.')
-_IMAGES = flags.DEFINE_string('images', None,
-                              'An image file or a directory of them.')
-_NUM = flags.DEFINE_integer('num', 4, 'Dataset examples to show.')
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   tf.config.set_visible_devices([], 'GPU')
-  config, model, variables = load_run(_WORKDIR.value)
-  images = (load_images(config, image_files(_IMAGES.value)) if _IMAGES.value
-            else dataset_images(config, _NUM.value))
+  args = flags.FLAGS
+  config, model, variables = load_run(args.workdir)
+  images = (load_images(config, image_files(args.images)) if args.images
+            else dataset_images(config, args.num))
   panels = image_summaries.panel_fn(model)(variables, images)
   r = config.resizer
   title = (f"{config.model.name} · resizer {r.kind} ({r.interpolation}, "
            f"antialias={r.antialias}) · {r.in_size} → {r.out_size}")
-  figure(panels, title, _OUT.value)
-  print(f'Wrote {_OUT.value} ({len(images)} images).')
+  figure(panels, title, args.out)
+  print(f'Wrote {args.out} ({len(images)} images).')
 
 
 if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'A run directory.')
+  flags.DEFINE_string('out', None, 'The PNG to write.')
+  flags.DEFINE_string('images', None, 'An image file or a directory of them.')
+  flags.DEFINE_integer('num', 4, 'Dataset examples to show.')
   flags.mark_flags_as_required(['workdir', 'out'])
   app.run(main)
