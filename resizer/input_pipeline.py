@@ -182,9 +182,13 @@ def _resize(image: tf.Tensor, cfg, size) -> tf.Tensor:
 
 
 def _read(builder, split: str, cfg, shuffle_seed: int | None) -> tf.data.Dataset:
+  # No TFDS auto-cache of small unshuffled splits: each dataset made here is
+  # read through once (an evaluation, one image batch, one epoch, or the
+  # records `cache_train` caches itself), so the cache would hold the split
+  # in memory for nothing, and TensorFlow warns when one is left half read.
   read_config = tfds.ReadConfig(
       shuffle_seed=shuffle_seed, interleave_cycle_length=16,
-      add_tfds_id=False)
+      add_tfds_id=False, try_autocache=False)
   ds = builder.as_dataset(
       split=tfds.split_for_jax_process(split),
       shuffle_files=shuffle_seed is not None, read_config=read_config,
