@@ -43,12 +43,11 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import common
-from resizer import optim, tasks, train
+from resizer import preflight, slices, tasks, train
 from resizer.compare import load_config
 from resizer.models import common as model_common
 from resizer.models import composite, resizers
@@ -72,39 +71,46 @@ RESIZE_IMPLS = {'two_tap': resizers.resize,
 def compile_step(config, batch_size: int, devices, execute: bool = True,
                  resize_fn: resizers.ResizeFn = resizers.resize):
   """(compiled train step, state, batch, compile seconds) for `config` at
-  `batch_size` on `devices`; without `execute`, state and batch are shape
-  structs and nothing runs (so `devices` may be a topology's, with no
-  hardware here)."""
-  mesh = jax.sharding.Mesh(np.array(devices), (train.AXIS,))
-  in_size = composite.sizes(config.resizer).input
-  task = tasks.get_task(config)
-  model = composite.build_model(config, bn_axis_name=train.AXIS,
-                                resize_fn=resize_fn)
-  tx, schedule = optim.make_optimizer(config.optim, 1000, 100_000)
-  ema_decay = config.get('ema_decay', 0.0)
-  init = train.make_init(composite.build_model(config, resize_fn=resize_fn),
-                         tx, in_size, mesh, ema=ema_decay > 0)
-  state = (init(jax.random.key(0)) if execute
-           else jax.eval_shape(init, jax.random.key(0)))
-  rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (batch_size, *in_size, 3), np.uint8),
-           'label': rng.integers(0, config.model.num_classes, batch_size)}
-  if config.task == 'iqa':
-    batch['label'] = np.full((batch_size, 10), 0.1, np.float32)
-  sharding = NamedSharding(mesh, P(train.AXIS))
-  batch = (jax.device_put(batch, sharding) if execute else
-           {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
-            for k, v in batch.items()})
-  step = train.make_train_step(model, tx, task, schedule, mesh,
-                               config.optim.get('accumulate_steps', 1),
-                               ema_decay)
+  `batch_size` on `devices`: the trainer's own program (train.make_program)
+  on a synthetic batch of the pipeline's shapes. Without `execute`, state
+  and batch are shape structs and nothing runs (so `devices` may be a
+  topology's, with no hardware here)."""
+  mesh = train.make_mesh(devices)
+  bn_axis = train.AXIS if config.get('bn_cross_device', True) else None
+  parts = train.Parts(
+      tasks.get_task(config),
+      composite.build_model(config, bn_axis_name=bn_axis, resize_fn=resize_fn),
+      composite.build_model(config, resize_fn=resize_fn))
+  program = train.make_program(config, parts, mesh, 1000, 100_000)
+  key = jax.random.key(0)
+  state = program.init(key) if execute else jax.eval_shape(program.init, key)
+  batch = train.abstract_batch(config, batch_size, mesh,
+                               tasks.label_spec(config))
+  if execute:
+    batch = jax.device_put(synthetic_batch(batch, config.model.num_classes),
+                           batch['image'].sharding)
   key = jax.random.key(1)
   if not execute:
     key = jax.ShapeDtypeStruct(key.shape, key.dtype,
                                sharding=NamedSharding(mesh, P()))
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch, key).compile()
+  compiled = program.train_step.lower(state, batch, key).compile()
   return compiled, state, batch, time.perf_counter() - t0
+
+
+def synthetic_batch(spec: dict, num_classes: int) -> dict[str, np.ndarray]:
+  """Arrays of `spec`'s shapes: random uint8 images, random class labels or
+  uniform rating distributions."""
+  rng = np.random.default_rng(0)
+  batch = {}
+  for k, s in spec.items():
+    if k == 'image':
+      batch[k] = rng.integers(0, 256, s.shape, np.uint8)
+    elif np.issubdtype(s.dtype, np.integer):
+      batch[k] = rng.integers(0, num_classes, s.shape).astype(s.dtype)
+    else:
+      batch[k] = np.full(s.shape, 1 / s.shape[-1], s.dtype)
+  return batch
 
 
 def memory(compiled, batch_size: int, num_devices: int) -> dict:
@@ -127,21 +133,9 @@ def largest_batch(needs_mib: Callable[[int], float], hbm_gib: float,
                   multiple: int, start: int) -> int:
   """The largest batch, a multiple of `multiple`, with `needs_mib(batch)`
   at most `hbm_gib` GiB (0 if none fits); the need must grow with the
-  batch. Doubles from `start` (rounded up to a multiple), then bisects:
-  about 2 log2(answer / multiple) calls, each a compile when it measures
-  a step."""
-
-  def fits(batch):
-    return needs_mib(batch) <= hbm_gib * 1024
-
-  lo, hi = 0, max(multiple, -(-start // multiple) * multiple)
-  while fits(hi):
-    lo, hi = hi, hi * 2
-  # lo fits (or is 0), hi does not; both are multiples of `multiple`.
-  while hi - lo > multiple:
-    mid = lo + (hi - lo) // 2 // multiple * multiple
-    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-  return lo
+  batch. The pre-flight's search (preflight.largest_batch), from `start`."""
+  return preflight.largest_batch(lambda b: needs_mib(b) <= hbm_gib * 1024,
+                                 multiple, start)
 
 
 class Setting:
@@ -262,16 +256,12 @@ def make_setting(args: argparse.Namespace, spec: str, devices) -> Setting:
 
 
 def topology_devices(name: str) -> list:
-  """One chip of the Cloud TPU topology `name` (e.g. 'v5e:2x2'), for
-  compiling without TPU hardware; needs the libtpu package."""
-  from jax.experimental import topologies
+  """One chip of the Cloud TPU topology or slice `name` (e.g. 'v5e:2x2',
+  'v4-8'), for compiling without TPU hardware; needs the libtpu package."""
   try:
-    topology = topologies.get_topology_desc(name, platform='tpu')
-  except Exception as e:  # The libtpu or topology error, whichever it is.
-    sys.exit(f'--topology={name}: cannot compile for it here ({e}); it needs '
-             'the libtpu package (pip install -c launch/constraints.txt '
-             'libtpu) and a name like v5e:2x2, v4:2x2x1, v6e:2x2.')
-  return topology.devices[:1]
+    return preflight.slice_devices(slices.parse(name))[:1]
+  except (preflight.PreflightError, slices.UnknownSlice) as e:
+    sys.exit(f'--topology={name}: {e}')
 
 
 def time_in_turns(settings: list[Setting], steps: int, repeats: int

@@ -11,12 +11,17 @@ quote() {
   fi
 }
 
+# A command as it would be typed.
+run_quoted() {
+  local out="" word
+  for word in "$@"; do out+="$(quote "$word") "; done
+  echo "${out% }"
+}
+
 # Prints (dry run) or runs a command.
 run() {
   if [ "${dry_run:-0}" = 1 ]; then
-    local out="" word
-    for word in "$@"; do out+="$(quote "$word") "; done
-    echo "${out% }"
+    run_quoted "$@"
   else
     "$@"
   fi

@@ -9,10 +9,14 @@ usage() {
 Usage: launch/tpu_vm.sh COMMAND --name=NAME --zone=ZONE [options] [-- ARGS]
 
 Commands:
-  create        create the TPU VM (--queued: as a queued resource)
+  create        create the TPU VM (--queued: as a queued resource); given
+                resizer.main ARGS after --, it runs the pre-flight first
   setup         copy this checkout (git HEAD) to every worker and make sure
                 each has Python >= 3.11
-  run           run `python -m resizer.main ARGS` on every worker, in the background
+  run           run `python -m resizer.main ARGS` on every worker, in the
+                background, after a pre-flight here: the run's train and eval
+                steps compiled for --accelerator (resizer.preflight); a run
+                that would not fit or compile is refused
   logs          follow worker 0's log
   tensorboard   start TensorBoard here on --workdir (a gs:// path)
   delete        delete the TPU VM (and its queued resource)
@@ -21,7 +25,8 @@ Options:
   --name=NAME               TPU VM name (required)
   --zone=ZONE               e.g. us-central2-b (required)
   --project=PROJECT         default: gcloud's configured project
-  --accelerator=TYPE        create: e.g. v4-32 (default), v5litepod-16
+  --accelerator=TYPE        create, and run's pre-flight: e.g. v4-32
+                            (default), v5litepod-16, v5p-8, v6e-8
   --version=RUNTIME         create: TPU software version (default: the one
                             Cloud TPU names for the generation: v6e
                             v2-alpha-tpuv6e, v5p v2-alpha-tpuv5, v5e
@@ -31,7 +36,9 @@ Options:
   --spot                    create: spot capacity (preemptible)
   --data-dir=gs://...       run: TFDS_DATA_DIR on the workers
   --workdir=gs://...        tensorboard: the run's workdir
-  --dry-run                 print the commands instead of running them
+  --skip-preflight          run/create: launch without compiling here first
+  --dry-run                 print the commands instead of running them (the
+                            pre-flight still runs: it is local and decides)
   -h, --help                this text
 
 Example:
@@ -52,7 +59,7 @@ case "$command" in
 esac
 
 name="" zone="" project="" accelerator="v4-32" version=""
-queued=0 spot=0 data_dir="" workdir="" dry_run=0
+queued=0 spot=0 data_dir="" workdir="" dry_run=0 skip_preflight=0
 run_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,12 +73,17 @@ while [ $# -gt 0 ]; do
     --data-dir=*) data_dir="${1#*=}" ;;
     --workdir=*) workdir="${1#*=}" ;;
     --dry-run) dry_run=1 ;;
+    --skip-preflight) skip_preflight=1 ;;
     -h|--help) usage; exit 0 ;;
     --) shift
         # --dry-run is this script's even after -- (resizer.main has none):
         # appended at the end of a command, it must never launch anything.
         for word in "$@"; do
-          if [ "$word" = --dry-run ]; then dry_run=1; else run_args+=("$word"); fi
+          case "$word" in
+            --dry-run) dry_run=1 ;;
+            --skip-preflight) skip_preflight=1 ;;
+            *) run_args+=("$word") ;;
+          esac
         done
         break ;;
     *) die "unknown option '$1'" ;;
@@ -108,6 +120,30 @@ fi
 
 # shellcheck source=launch/lib.sh
 . "$(dirname "$0")/lib.sh"
+
+# The pre-flight: the run's steps compiled here for the slice, before any
+# gcloud call (resizer.preflight; it needs the libtpu package here).
+preflight() {
+  local py="${RESIZER_PYTHON:-python3}" word args=()
+  for word in "${run_args[@]}"; do
+    case "$word" in --config=*|--config.*) args+=("$word") ;; esac
+  done
+  [ ${#args[@]} -gt 0 ] || return 0
+  if ! "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("libtpu") is None)' 2> /dev/null; then
+    echo "tpu_vm.sh: the pre-flight compiles for $accelerator here and needs libtpu: pip install -c launch/constraints.txt -e '.[tpu-compile]' (or pass --skip-preflight)" >&2
+    exit 2
+  fi
+  local check=("$py" -m resizer.preflight --topology="$accelerator" --nosearch_batch "${args[@]}")
+  # On stderr, so that a dry run's standard output stays the gcloud commands.
+  echo "tpu_vm.sh: pre-flight: $(run_quoted "${check[@]}")" >&2
+  if ! "${check[@]}" >&2; then
+    echo "tpu_vm.sh: refused: the pre-flight above says this run does not fit $accelerator (pass --skip-preflight to launch anyway)" >&2
+    exit 1
+  fi
+}
+if [ "$skip_preflight" = 0 ] && { [ "$command" = run ] || [ "$command" = create ]; }; then
+  preflight
+fi
 
 common=(--zone="$zone")
 [ -n "$project" ] && common+=(--project="$project")

@@ -16,13 +16,13 @@ process then reads its share of the data; process 0 logs to TensorBoard and
 writes results.json, and all of them write checkpoints together.
 """
 
-import logging as py_logging
 import os
 import sys
-from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from resizer import cli
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, as if the signal had ended us.
 
@@ -70,25 +70,14 @@ def initialize_distributed() -> None:
                jax.local_device_count(), jax.device_count())
 
 
-class _QuietLibraries(py_logging.Filter):
-  """Drops INFO lines logged from inside the libraries (Orbax alone writes
-  several per checkpoint), keeping their warnings and errors and ours."""
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return (record.levelno >= py_logging.WARNING
-            or f'{os.sep}site-packages{os.sep}' not in record.pathname)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not _LIBRARY_LOGS.value:
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    cli.quiet_library_logs()
   if wants_distributed(_DISTRIBUTED.value, _COORDINATOR.value, os.environ):
     initialize_distributed()
-  # TensorFlow only feeds data: keep it off the accelerators JAX uses.
-  import tensorflow as tf
-  tf.config.set_visible_devices([], 'GPU')
+  cli.import_tensorflow()
   from resizer import checkpoints, lease, preemption, run_record, train
 
   config = _CONFIG.value
@@ -106,26 +95,12 @@ def main(argv):
   except (lease.WorkdirInUse, run_record.ConfigChangedError,
           checkpoints.SaveFailed, checkpoints.ModelMismatch,
           checkpoints.UnusableParams) as e:
-    _exit_with_error(str(e))  # The message says it all: no traceback.
+    cli.exit_with_error(str(e))  # The message says it all: no traceback.
   except OSError as e:  # A full disk, a lost bucket.
     logging.exception('Stopped by an I/O error.')
     where = '' if e.filename or _WORKDIR.value in str(e) else (
         f' (writing under {_WORKDIR.value})')
-    _exit_with_error(f'{e}{where}')
-
-
-def _exit_with_error(message: str) -> NoReturn:
-  """Exits with status 1 after printing `error: message` as a line of its own.
-
-  Orbax's writer threads may still be printing tracebacks when a save fails;
-  `sys.exit(message)` could then land in the middle of one of their lines (a
-  CI run read 'RuntimeErrorRuntimeErrorerror: The checkpoint ...'). One
-  write() of under PIPE_BUF bytes is not interleaved, and its leading newline
-  ends whatever line another thread left open.
-  """
-  sys.stderr.flush()
-  os.write(sys.stderr.fileno(), f'\nerror: {message}\n'.encode())
-  sys.exit(1)
+    cli.exit_with_error(f'{e}{where}')
 
 
 if __name__ == '__main__':

@@ -86,3 +86,12 @@ def get_task(config: ml_collections.ConfigDict) -> Task:
     raise ValueError(f'config.task={config.task!r} is invalid; expected one '
                      f'of {sorted(TASKS)}.')
   return TASKS[config.task](config)
+
+
+def label_spec(config: ml_collections.ConfigDict) -> jax.ShapeDtypeStruct:
+  """One example's label as the input pipeline yields it: a TFDS
+  ClassLabel (int64) for classification, a float32 rating distribution
+  over `config.model.num_classes` bins for IQA."""
+  if config.task == 'iqa':
+    return jax.ShapeDtypeStruct((config.model.num_classes,), np.float32)
+  return jax.ShapeDtypeStruct((), np.int64)

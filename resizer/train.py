@@ -174,6 +174,58 @@ def make_eval_step(model, task: tasks.Task, mesh):
       eval_step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
 
 
+def make_mesh(devices) -> jax.sharding.Mesh:
+  """The one-axis data-parallel mesh over `devices` (a run's: all of them)."""
+  return jax.sharding.Mesh(np.array(devices), (AXIS,))
+
+
+class Program(NamedTuple):
+  """What a run compiles: its state's initialiser and its two steps."""
+  init: Any         # rng → state, replicated over the mesh.
+  train_step: Any   # See make_train_step.
+  eval_step: Any    # See make_eval_step.
+  lr_schedule: Any  # step → learning rate.
+
+
+def make_program(config: ml_collections.ConfigDict, parts: 'Parts', mesh,
+                 steps_per_epoch: int, total_steps: int) -> Program:
+  """The optimiser, initialiser and jitted steps of `config` on `mesh`, as
+  a run builds them (resizer.preflight compiles these very functions).
+  The step counts only shape the learning-rate schedule."""
+  tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
+                                         total_steps)
+  ema_decay = config.get('ema_decay', 0.0)
+  in_size = composite.sizes(config.resizer).input
+  return Program(
+      init=make_init(parts.eval_model, tx, in_size, mesh, ema=ema_decay > 0),
+      train_step=make_train_step(parts.model, tx, parts.task, lr_schedule,
+                                 mesh, config.optim.get('accumulate_steps', 1),
+                                 ema_decay),
+      eval_step=make_eval_step(parts.eval_model, parts.task, mesh),
+      lr_schedule=lr_schedule)
+
+
+def abstract_batch(config: ml_collections.ConfigDict, batch_size: int, mesh,
+                   label: jax.ShapeDtypeStruct, evaluation: bool = False
+                   ) -> dict[str, jax.ShapeDtypeStruct]:
+  """The shapes, dtypes and sharding of the global batch a run's steps take
+  (the input pipeline's, once on the devices): uint8 images at the
+  resizer's input size, `label` per example, and a mask for evaluation."""
+  sharded = NamedSharding(mesh, P(AXIS))
+  h, w = composite.sizes(config.resizer).input
+
+  def spec(shape, dtype):
+    return jax.ShapeDtypeStruct((batch_size, *shape),
+                                jax.dtypes.canonicalize_dtype(dtype),
+                                sharding=sharded)
+
+  batch = {'image': spec((h, w, 3), np.uint8),
+           'label': spec(label.shape, label.dtype)}
+  if evaluation:
+    batch['mask'] = spec((), np.float32)
+  return batch
+
+
 
 class Parts(NamedTuple):
   """What a config builds before any data is read."""
@@ -250,14 +302,14 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
   the config with the one recorded by the run being resumed."""
   start_time = time.time()
   # ------------------------------------------------------------------ config
-  task, model, eval_model = parts
+  task, eval_model = parts.task, parts.eval_model
   config_changes = []
   if check_recorded:  # (An evaluation trains nothing: any config goes.)
     config_changes = run_record.check_resume(workdir, config,
                                              allow_config_change)
 
   # -------------------------------------------------------------------- mesh
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), (AXIS,))
+  mesh = make_mesh(jax.devices())
   sharded = NamedSharding(mesh, P(AXIS))
 
   # ------------------------------------------------------------------- input
@@ -273,14 +325,12 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
   num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
                                                      local_eval_batch)
 
-  # -------------------------------------------------------------- optimiser
-  tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
-                                         total_steps)
-
+  # ------------------------------------------- optimiser, train & eval steps
+  program = make_program(config, parts, mesh, steps_per_epoch, total_steps)
+  p_train_step, p_eval_step = program.train_step, program.eval_step
   use_ema = config.get('ema_decay', 0.0) > 0
-  init = make_init(eval_model, tx, in_size, mesh, ema=use_ema)
   rng = jax.random.key(config.seed)
-  state = init(jax.random.fold_in(rng, 0))
+  state = program.init(jax.random.fold_in(rng, 0))
 
   # ------------------------------------------------ checkpoints, warm start
   mgr = checkpoints.manager(workdir, config.keep_checkpoints,
@@ -316,12 +366,6 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
     run_record.write_config(workdir, config, config_changes, start_step)
   segments = run_record.Segments(workdir, start_step, jax.device_count(),
                                  jax.process_count(), write=is_writer)
-
-  # ------------------------------------------------------ train & eval steps
-  p_train_step = make_train_step(model, tx, task, lr_schedule, mesh,
-                                 config.optim.get('accumulate_steps', 1),
-                                 config.get('ema_decay', 0.0))
-  p_eval_step = make_eval_step(eval_model, task, mesh)
 
   def to_global(batch):
     """This process's numpy batch → one global array sharded over the mesh."""

@@ -20,12 +20,27 @@ SCRIPTS = sorted(glob.glob(os.path.join(ROOT, 'launch', '*.sh')))
 
 @pytest.fixture
 def env(tmp_path):
-  """PATH with a gcloud that fails loudly: nothing here may reach a cloud."""
+  """PATH with a gcloud that fails loudly: nothing here may reach a cloud;
+  and, as the pre-flight's Python, one that records its arguments in
+  PREFLIGHT_LOG and exits with PREFLIGHT_RC (default 0)."""
   fake = tmp_path / 'bin' / 'gcloud'
   fake.parent.mkdir()
   fake.write_text('#!/bin/sh\necho "gcloud must not run in tests" >&2\nexit 99\n')
   fake.chmod(0o755)
-  return {**os.environ, 'PATH': f'{fake.parent}:{os.environ["PATH"]}'}
+  python = tmp_path / 'bin' / 'preflight-python'
+  python.write_text('#!/bin/sh\necho "$@" >> "$PREFLIGHT_LOG"\n'
+                    'exit "${PREFLIGHT_RC:-0}"\n')
+  python.chmod(0o755)
+  return {**os.environ, 'PATH': f'{fake.parent}:{os.environ["PATH"]}',
+          'RESIZER_PYTHON': str(python),
+          'PREFLIGHT_LOG': str(tmp_path / 'preflight.log')}
+
+
+def preflight_calls(env):
+  """The pre-flight Python's calls, one line of arguments each."""
+  if not os.path.exists(env['PREFLIGHT_LOG']):
+    return []
+  return open(env['PREFLIGHT_LOG']).read().splitlines()
 
 
 def sh(args, env):
@@ -57,6 +72,54 @@ def test_readme_tpu_commands_dry_run_to_the_readme_gcloud_commands(env):
     assert result.returncode == 0, result.stderr
     printed.append(result.stdout)
   assert ''.join(printed) == expected
+  # `run` compiled the run here for the slice first (the libtpu check, then
+  # resizer.preflight with the run's --config flags alone).
+  assert preflight_calls(env)[-1] == (
+      '-m resizer.preflight --topology=v4-32 --nosearch_batch '
+      '--config=configs/imagenet_resnet50.py:resizer=learned,res=448')
+
+
+RUN = ['launch/tpu_vm.sh', 'run', '--name=a', '--zone=z',
+       '--accelerator=v5litepod-4', '--dry-run', '--',
+       '--config=configs/demo.py:backbone=resnet_tiny', '--workdir=gs://b/r']
+
+
+@pytest.mark.slow
+def test_a_run_that_does_not_fit_is_refused_before_any_gcloud_call(env):
+  """The real pre-flight (this interpreter, with libtpu) on a batch far
+  beyond a v5e chip's HBM."""
+  env = {**env, 'RESIZER_PYTHON': sys.executable}
+  env.pop('JAX_PLATFORMS', None)
+  result = sh([*RUN, '--config.input.batch_size=262144'], env)
+  assert result.returncode == 1 and result.stdout == ''
+  assert 'does not fit v5litepod-4' in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      'tpu_vm.sh: refused: the pre-flight above says this run does not fit '
+      'v5litepod-4 (pass --skip-preflight to launch anyway)')
+
+
+def test_without_libtpu_the_preflight_says_how_to_install_it_or_skip(env):
+  result = sh(RUN, {**env, 'PREFLIGHT_RC': '1'})
+  assert result.returncode == 2 and result.stdout == ''
+  assert ("pip install -c launch/constraints.txt -e '.[tpu-compile]' "
+          '(or pass --skip-preflight)') in result.stderr
+  skipped = sh([*RUN, '--skip-preflight'], {**env, 'PREFLIGHT_RC': '1'})
+  assert skipped.returncode == 0 and 'resizer.main' in skipped.stdout
+  assert len(preflight_calls(env)) == 1  # Only the first asked for libtpu.
+
+
+def test_create_with_the_runs_flags_runs_the_preflight_first(env):
+  result = sh(['launch/tpu_vm.sh', 'create', '--name=a', '--zone=z',
+               '--accelerator=v6e-8', '--dry-run', '--',
+               '--config=configs/demo.py', '--config.input.batch_size=64'],
+              env)
+  assert result.returncode == 0 and 'tpu-vm create' in result.stdout
+  assert preflight_calls(env)[-1] == (
+      '-m resizer.preflight --topology=v6e-8 --nosearch_batch '
+      '--config=configs/demo.py --config.input.batch_size=64')
+  plain = sh(['launch/tpu_vm.sh', 'create', '--name=a', '--zone=z',
+              '--accelerator=v6e-8', '--dry-run'], env)
+  assert plain.returncode == 0 and len(preflight_calls(env)) == 2
 
 
 @pytest.mark.parametrize('args, message', [
