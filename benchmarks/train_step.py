@@ -204,6 +204,8 @@ class Setting:
                                         / len(self.devices), 2),
         peak_memory_gib=(round(stats['peak_bytes_in_use'] / 2**30, 3)
                          if 'peak_bytes_in_use' in stats else None),
+        # XLA's memory analysis of the step, beside what the device saw.
+        compiled_memory_gib=round(self.memory['total_mib'] / 1024, 4),
         achieved_tflops=float(f'{achieved / 1e12:.4g}'),
         mfu=(round(achieved / (peak * len(self.devices)), 4) if peak
              else None),
@@ -284,7 +286,7 @@ def table(rows: list[dict]) -> str:
   head = ['model', 'resizer', 'in→out', 'dtype', 'remat', 'batch',
           'step ms (min-max)',
           'ratio', 'img/s', 'GFLOPs/img', 'TFLOP/s', 'MFU', 'compile s',
-          'peak GiB']
+          'peak GiB', 'compiled GiB']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for r in rows:
     lines.append('| ' + ' | '.join(str(v) for v in [
@@ -294,7 +296,8 @@ def table(rows: list[dict]) -> str:
         f"{r['ratio']:.3f}", r['images_per_sec'],
         r['train_gflops_per_image'], r['achieved_tflops'],
         r['mfu'] if r['mfu'] is not None else '-', r['compile_sec'],
-        r['peak_memory_gib'] if r['peak_memory_gib'] is not None else '-']) + ' |')
+        r['peak_memory_gib'] if r['peak_memory_gib'] is not None else '-',
+        r['compiled_memory_gib']]) + ' |')
   return '\n'.join(lines)
 
 

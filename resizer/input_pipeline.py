@@ -21,9 +21,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
-from jax.experimental import multihost_utils
 
-from resizer import datasets, paths  # (Importing datasets registers them.)
+from resizer import datasets, hosts, paths  # (datasets registers them.)
 
 Batch = dict[str, np.ndarray]
 
@@ -51,6 +50,8 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
         f'({str(e).splitlines()[0]})') from None
   if cfg.get('prepare', False):
     _prepare_once(builder, cfg)
+    # What process 0 wrote: a builder made before it existed has no splits.
+    builder = tfds.builder(cfg.dataset, data_dir=data_dir)
   if not _readable(builder, cfg.train_split):
     manual = ''
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
@@ -66,7 +67,8 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
 
 
 def _prepare_once(builder, cfg) -> None:
-  """Prepares the dataset on process 0 while the other processes wait."""
+  """Prepares the dataset on process 0 while the other processes wait (at
+  most hosts.PREPARE_TIMEOUT_S; if process 0 fails, they stop with it)."""
   if jax.process_index() == 0 and not builder.is_prepared():
     manual_dir = cfg.get('manual_dir')
     if manual_dir:
@@ -80,7 +82,7 @@ def _prepare_once(builder, cfg) -> None:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f'prepared {builder.name}')
+    hosts.wait_for_process_0(f'prepared {builder.name}')
 
 
 def _readable(builder, split: str) -> bool:

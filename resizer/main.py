@@ -22,7 +22,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resizer import cli
+from resizer import cli, hosts
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, as if the signal had ended us.
 
@@ -62,9 +62,12 @@ def initialize_distributed() -> None:
   if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
     # CPU processes exchange collectives through gloo.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                             num_processes=_NUM_PROCESSES.value,
-                             process_id=_PROCESS_ID.value)
+  jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+      heartbeat_timeout_seconds=hosts.HEARTBEAT_TIMEOUT_S,
+      shutdown_timeout_seconds=hosts.SHUTDOWN_TIMEOUT_S)
+  hosts.start()  # One failing process now stops them all, naming itself.
   logging.info('Process %d of %d, %d local of %d devices.',
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
@@ -77,8 +80,20 @@ def main(argv):
     cli.quiet_library_logs()
   if wants_distributed(_DISTRIBUTED.value, _COORDINATOR.value, os.environ):
     initialize_distributed()
+  try:
+    _train()
+  except Exception as e:  # Several processes: every one stops, now.
+    hosts.fail(e, show_traceback=True)  # Returns in a single-process job.
+    raise
+
+
+def _train() -> None:
   cli.import_tensorflow()
   from resizer import checkpoints, lease, preemption, run_record, train
+  # Failures whose message says it all: one `error:` line, no traceback.
+  user_errors = (lease.WorkdirInUse, run_record.ConfigChangedError,
+                 checkpoints.SaveFailed, checkpoints.ModelMismatch,
+                 checkpoints.UnusableParams)
 
   config = _CONFIG.value
   if not config.get('name'):
@@ -92,12 +107,12 @@ def main(argv):
     logging.warning('%s', e)
     print(e, file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
-  except (lease.WorkdirInUse, run_record.ConfigChangedError,
-          checkpoints.SaveFailed, checkpoints.ModelMismatch,
-          checkpoints.UnusableParams) as e:
+  except user_errors as e:
+    hosts.fail(e)
     cli.exit_with_error(str(e))  # The message says it all: no traceback.
   except OSError as e:  # A full disk, a lost bucket.
     logging.exception('Stopped by an I/O error.')
+    hosts.fail(e)
     where = '' if e.filename or _WORKDIR.value in str(e) else (
         f' (writing under {_WORKDIR.value})')
     cli.exit_with_error(f'{e}{where}')

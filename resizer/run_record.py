@@ -131,6 +131,14 @@ class Segments:
     if self.write:
       paths.write_text_atomic(self.path, json.dumps(self.all(), indent=2))
 
+  def end(self, reason: str) -> None:
+    """Records why this launch stopped early (e.g. 'process 1 (host H)
+    failed: ...'); its end_step stays the last checkpoint's."""
+    self.current.update(ended=reason, wall_time_sec=round(
+        time.time() - self.start_time, 1))
+    if self.write:
+      paths.write_text_atomic(self.path, json.dumps(self.all(), indent=2))
+
   def all(self) -> list[dict[str, Any]]:
     return [*self.earlier, self.current]
 

@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from resizer import checkpoints, config_checks, event_history, image_summaries
-from resizer import input_pipeline, lease, optim, paths, preemption
+from resizer import hosts, input_pipeline, lease, optim, paths, preemption
 from resizer import run_record, tasks
 from resizer.models import composite, costs
 
@@ -288,6 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     refused = lease.WorkdirInUse(f'process 0 could not lease {workdir}.')
   if refused:
     raise refused
+  hosts.on_stop(lambda reason: owner.release())  # Free for the rerun.
   try:
     return _run(config, parts, workdir, owner, allow_config_change,
                 check_recorded=resuming and not config.eval_only)
@@ -366,6 +367,7 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
     run_record.write_config(workdir, config, config_changes, start_step)
   segments = run_record.Segments(workdir, start_step, jax.device_count(),
                                  jax.process_count(), write=is_writer)
+  hosts.on_stop(segments.end)  # A failed job records how it ended.
 
   def to_global(batch):
     """This process's numpy batch → one global array sharded over the mesh."""

@@ -174,3 +174,24 @@ def test_profile_step_smoke():
   assert r['op_ms_per_step']['backbone'] > 0
   table = [l for l in out.splitlines() if l.startswith('| ') and 'ms/step' not in l]
   assert len(table) == 5
+
+
+@pytest.mark.slow
+def test_the_prepared_device_check_runs_on_cpu():
+  """benchmarks/on_device.sh, the first thing to run on a GPU or TPU host,
+  with a tiny model on the test's CPU devices."""
+  env = {**os.environ, 'PYTHON': sys.executable, 'CONFIG': 'configs/demo.py',
+         'RESIZERS': 'none:16,learned:32', 'OUT_SIZE': '16',
+         'MODEL': 'resnet_tiny', 'DTYPE': 'float32', 'PER_DEVICE_BATCH': '1',
+         'STEPS': '1', 'REPEATS': '2'}
+  out = subprocess.run(['bash', 'benchmarks/on_device.sh'], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.splitlines()[0] == '8 x cpu (cpu)'
+  rows = [json.loads(l) for l in out.stdout.splitlines() if l.startswith('{')]
+  assert [(r['resizer'], r['batch_size']) for r in rows] == [
+      ('none', 8), ('learned', 8)]
+  for r in rows:
+    assert r['images_per_sec'] > 0 and r['compiled_memory_gib'] > 0
+  assert rows[0]['ratio'] == 1.0 and rows[1]['ratio'] > 0
+  assert '| compiled GiB |' in out.stdout
