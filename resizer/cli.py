@@ -1,13 +1,15 @@
-"""What every command-line tool of the package shares: quiet library logs
-and the one-line `error:` exit."""
+"""What every command-line tool of the package shares: one error path
+(`run`: a mistake is one `error:` line and a non-zero exit; a bug keeps its
+traceback), a help screen that exits 0, quiet library logs."""
 
 import logging as py_logging
 import os
+import re
 import sys
 import tempfile
-from typing import NoReturn
+from typing import Any, Callable, NoReturn
 
-from absl import logging
+from absl import app, flags, logging
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -36,15 +38,17 @@ def exit_with_error(message: str) -> NoReturn:
   """
   sys.stdout.flush()
   sys.stderr.flush()
+  message = ' '.join(message.split())  # One line, whatever it quotes.
   os.write(sys.stderr.fileno(), f'\nerror: {message}\n'.encode())
   sys.exit(1)
 
 
-def import_tensorflow():
+def import_tensorflow(off_accelerators: bool = True):
   """TensorFlow, imported without its start-up lines (TF 2.21 writes them
   through absl's C++ logging, which TF_CPP_MIN_LOG_LEVEL no longer
-  silences) unless the import fails, and kept off the accelerators JAX
-  uses: it only feeds data."""
+  silences) unless the import fails; with `off_accelerators` (what the
+  tools want, not a module being imported), kept off the GPUs JAX uses:
+  it only feeds data."""
   if 'tensorflow' not in sys.modules:
     sys.stderr.flush()
     saved = os.dup(2)
@@ -61,5 +65,90 @@ def import_tensorflow():
         os.dup2(saved, 2)
         os.close(saved)
   import tensorflow as tf
-  tf.config.set_visible_devices([], 'GPU')
+  if off_accelerators:
+    tf.config.set_visible_devices([], 'GPU')
   return tf
+
+
+class UserError(Exception):
+  """A mistake in what the user asked for; its message is the whole story
+  (key, file or value, what was expected, what fixes it)."""
+
+
+HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
+
+
+def run(main: Callable[[list[str]], None], doc: str | None) -> None:
+  """absl's app.run(main) with the package's error path: `--help` prints
+  the tool's docstring and flags and exits 0; a flag that does not parse,
+  and a UserError from `main`, end the process with one `error:` line."""
+  if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+    print((doc or '').strip() + '\n\nFlags:\n'
+          + flags.FLAGS.main_module_help())
+    sys.exit(0)
+
+  def guarded(argv):
+    try:
+      main(argv)
+    except UserError as e:
+      exit_with_error(str(e))
+
+  app.run(guarded, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """flags.FLAGS(argv), or one `error:` line naming the flag."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # A config override's key.
+    exit_with_error(str(_no_such_key(e, argv)))
+  except flags.Error as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    message = lines[0].removesuffix(' Error whilst parsing config file:')
+    if len(lines) > 1:  # A config file's own error, with its traceback.
+      message = f'{message} {lines[-1]}'
+    unknown = re.search(r"Unknown command line flag '(config\.[^']+)'",
+                        message)
+    if unknown and 'set' in flags.FLAGS:
+      message += (f'; this tool passes config keys to every run with '
+                  f"--set {unknown[1].removeprefix('config.')}=VALUE")
+    exit_with_error(f'{message} (--help lists the flags)')
+
+
+def _no_such_key(error: Exception, argv: list[str]) -> UserError:
+  """A config override that names no key, as ml_collections raises it
+  (a KeyError's text inside an AttributeError), named with its flag."""
+  text = str(error.args[0] if error.args else error)
+  match = re.search(r'([\w.]+)\W*(?:\\n|\n)Did you mean "([^"]+)"', text)
+  key = match[1] if match else text.strip('\'"\\')
+  override = next((arg.split('=')[0] for arg in argv[1:]
+                   if arg.startswith('--config.') and key in arg), None)
+  return UserError(
+      f"{override or '--config.' + key}: the config has no key {key!r}"
+      + (f'; did you mean {match[2]!r}?' if match else
+         ' (python -m resizer.summary --config=FILE prints the config).'))
+
+
+def config(name: str = 'config') -> Any:
+  """The ConfigDict of the `--config` flag `name` with its overrides, or a
+  UserError naming the file or the override that cannot be applied."""
+  flag = flags.FLAGS[name]
+  filename = (getattr(flag, 'config_filename', None) or '').split(':')[0]
+  if filename and not os.path.exists(filename):
+    raise UserError(f'--{name}={filename}: no such config file (the '
+                    'configs are in configs/).')
+  try:
+    return flag.value
+  except (AttributeError, KeyError) as e:  # A misspelled override.
+    raise _no_such_key(e, sys.argv) from None
+
+
+def require_parent(flag: str, path: str | None) -> None:
+  """UserError unless the folder that `--flag=path` writes into exists."""
+  if not path:
+    return
+  from resizer import paths  # (epath: cheap, but not needed for --help.)
+  parent = paths.resolve(path).parent
+  if not parent.exists():
+    raise UserError(f'--{flag}={path}: the folder {parent} does not exist; '
+                    'create it first.')

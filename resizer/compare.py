@@ -26,13 +26,14 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
 import ml_collections
 from absl import app, flags, logging
 
-from resizer import checkpoints, paths, report
+from resizer import checkpoints, cli, paths, report
 from resizer.models import composite, costs
 
 
@@ -61,12 +62,21 @@ def load_config(config_arg: str, resizer: str | None = None
   added to its argument if given, and the convention of `weights=` read
   (checkpoints.resolve_convention)."""
   file, _, arg = config_arg.partition(':')
+  if resizer and 'resizer=' in arg:
+    raise cli.UserError(
+        f'--config={config_arg}: compare chooses each run\'s resizer '
+        '(--learned, --fixed); drop resizer= from --config.')
+  if not os.path.exists(file):
+    raise cli.UserError(f'--config={file}: no such config file.')
   spec = importlib.util.spec_from_file_location('loaded_config', file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   arg = ','.join(filter(None, [arg, resizer and f'resizer={resizer}']))
-  config = module.get_config(arg or None)
-  checkpoints.resolve_convention(config)
+  try:
+    config = module.get_config(arg or None)
+    checkpoints.resolve_convention(config)
+  except ValueError as e:
+    raise cli.UserError(f'--config={config_arg}: {e}') from None
   return config
 
 
@@ -78,25 +88,55 @@ def _apply(config: ml_collections.ConfigDict, overrides) -> None:
     node = config
     for block in blocks:
       node = node[block]
-    field_type = node.get_type(name)  # object for sizes: any text goes.
-    if field_type is bool:
-      value = value.lower() in ('true', '1')
-    elif field_type in (int, float):
-      value = field_type(value)
+    try:
+      field_type = node.get_type(name)  # object for sizes: any text goes.
+      if field_type is bool:
+        value = value.lower() in ('true', '1')
+      elif field_type in (int, float):
+        value = field_type(value)
+    except (KeyError, AttributeError):
+      raise cli.UserError(f'--set {key}={value}: the config has no key '
+                          f'{key!r}.') from None
+    except ValueError:
+      expected = {int: 'an integer', float: 'a number'}[field_type]
+      raise cli.UserError(f'--set {key}={value}: expected {expected}.'
+                          ) from None
     node[name] = value
 
 
-def _gflops(config_arg: str, resizer: str, overrides, extra) -> float:
+def run_config(config_arg: str, resizer: str, overrides, extra
+               ) -> ml_collections.ConfigDict:
+  """The config one run of the grid trains: `config_arg` with `resizer=`,
+  the --set `extra` and the run's own `overrides`."""
   config = load_config(config_arg, resizer)
   _apply(config, [tuple(s.split('=', 1)) for s in extra])
   _apply(config, overrides)
+  return config
+
+
+def _gflops(config_arg: str, resizer: str, overrides, extra) -> float:
+  config = run_config(config_arg, resizer, overrides, extra)
   return costs.model_summary(config)['gflops_per_image']
+
+
+def check_runs(config_arg: str, runs: list['Run'], extra) -> None:
+  """Each run's config through the trainer's own checks, before the first
+  run starts: UserError naming the first run the trainer would refuse."""
+  import jax
+  cli.import_tensorflow()
+  from resizer import train
+  for run in runs:
+    try:
+      train.build(run_config(config_arg, run.resizer, run.overrides, extra),
+                  jax.device_count(), 1)
+    except ValueError as e:
+      raise cli.UserError(f'run {run.name}: {e}') from None
 
 
 def _variant(spec: str) -> tuple[str, bool]:
   interpolation, _, aa = spec.partition('+')
   if aa not in ('', 'aa'):
-    raise ValueError(f"--fixed={spec!r}: expected interpolation[+aa].")
+    raise cli.UserError(f"--fixed={spec!r}: expected interpolation[+aa].")
   return interpolation, aa == 'aa'
 
 
@@ -148,6 +188,7 @@ def main(argv):
   args = flags.FLAGS
   runs = grid(args.config, args.learned, args.fixed, args.flops_margin,
               args.set)
+  check_runs(args.config, runs, args.set)
   root = paths.resolve(args.workdir)
   commands = [(run, seed, run.command(args.config, str(root), seed, args.set))
               for run in runs for seed in range(args.seeds)]
@@ -177,7 +218,7 @@ def main(argv):
   for line in errors:
     print(line, file=sys.stderr)
   if failed:
-    sys.exit(f'error: {len(failed)} runs failed: {", ".join(failed)}')
+    cli.exit_with_error(f'{len(failed)} runs failed: {", ".join(failed)}')
 
 
 if __name__ == '__main__':
@@ -199,4 +240,4 @@ if __name__ == '__main__':
   flags.DEFINE_bool('print_only', False,
                     'Print the commands instead of running them.')
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  cli.run(main, __doc__)

@@ -21,17 +21,20 @@ only TensorFlow: see examples/resize_image.py.
 """
 
 import json
-import sys
 from typing import Callable, Sequence
 
 from absl import app, flags
 import jax
-from jax.experimental import jax2tf
 import numpy as np
-import tensorflow as tf
 
-from resizer import checkpoints, paths
-from resizer.models import composite
+from resizer import cli
+
+# Quietly (cli.import_tensorflow), before jax2tf imports it.
+tf = cli.import_tensorflow(off_accelerators=False)
+from jax.experimental import jax2tf  # noqa: E402
+
+from resizer import checkpoints, paths  # noqa: E402
+from resizer.models import composite  # noqa: E402
 
 PLATFORMS = ('cpu', 'cuda')
 
@@ -103,7 +106,7 @@ def main(argv):
   try:
     description = export(args.workdir, args.out, args.platforms, args.ema)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
-    sys.exit(f'error: {e}')
+    raise cli.UserError(str(e)) from None
   print(json.dumps(description, indent=2))
 
 
@@ -115,4 +118,4 @@ if __name__ == '__main__':
   flags.DEFINE_bool('ema', False, "Export the run's EMA weights "
                     '(config.ema_decay > 0) instead of its own.')
   flags.mark_flags_as_required(['workdir', 'out'])
-  app.run(main)
+  cli.run(main, __doc__)

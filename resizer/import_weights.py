@@ -38,16 +38,15 @@ reversed and the model takes RGB like every other.
 import hashlib
 import json
 import re
-import sys
 import warnings
 from typing import Iterator
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resizer import checkpoints, paths
+from resizer import checkpoints, cli, paths
 from resizer.models import composite, conventions
 
 FORMATS = ('torch', 'keras')
@@ -86,8 +85,15 @@ def read_torch(path: str) -> Tensors:
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # torch raises several types for bad files.
-    raise WeightsMismatch(f'{path}: not a loadable torch state dict '
-                          f'(weights_only=True): {e}') from e
+    # torch's own text may advise weights_only=False, which runs whatever
+    # code the file holds: only its first line, and only without that.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    detail = '' if 'weights_only' in first or not first else f': {first}'
+    raise WeightsMismatch(
+        f'{path}: not a torch state dict of tensors ({type(e).__name__}'
+        f'{detail}). This tool reads tensors only and never runs pickled '
+        'code; save the weights with torch.save(model.state_dict(), PATH).'
+    ) from None
   for key in ('state_dict', 'model'):
     if isinstance(state, dict) and isinstance(state.get(key), dict):
       state = state[key]
@@ -315,7 +321,7 @@ def main(argv):
                                  args.format)
   except (ValueError, FileNotFoundError, FileExistsError,
           ModuleNotFoundError) as e:
-    sys.exit(f'error: {e}')
+    raise cli.UserError(str(e)) from None
   print(json.dumps(description, indent=2))
 
 
@@ -328,4 +334,4 @@ if __name__ == '__main__':
   flags.DEFINE_enum('format', None, list(FORMATS),
                     'Source format; by default from the file extension.')
   flags.mark_flags_as_required(['model', 'source', 'out'])
-  app.run(main)
+  cli.run(main, __doc__)

@@ -42,6 +42,8 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, "This process's index.")
 _LIBRARY_LOGS = flags.DEFINE_bool(
     'library_logs', False, "Show the INFO lines of the libraries (Orbax's "
     'checkpoint steps, absl); by default only their warnings and errors.')
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, "With an error, also its traceback.")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume even if the config would train '
     'differently from the one recorded in the workdir (the change is recorded '
@@ -89,17 +91,18 @@ def main(argv):
 
 def _train() -> None:
   cli.import_tensorflow()
-  from resizer import checkpoints, lease, preemption, run_record, train
+  from resizer import checkpoints, config_checks, input_pipeline, lease
+  from resizer import preemption, run_record, train
   # Failures whose message says it all: one `error:` line, no traceback.
-  user_errors = (lease.WorkdirInUse, run_record.ConfigChangedError,
-                 checkpoints.SaveFailed, checkpoints.ModelMismatch,
-                 checkpoints.UnusableParams)
+  user_errors = (cli.UserError, config_checks.ConfigError,
+                 input_pipeline.DatasetNotReadyError, lease.WorkdirInUse,
+                 run_record.ConfigChangedError, checkpoints.SaveFailed,
+                 checkpoints.ModelMismatch, checkpoints.UnusableParams)
 
-  config = _CONFIG.value
+  config = cli.config('config')
   if not config.get('name'):
     with config.unlocked():
       config.name = flags.FLAGS['config'].config_filename
-  logging.info('Config %s:\n%s', config.name, config)
   try:
     train.train_and_evaluate(config, _WORKDIR.value,
                              allow_config_change=_ALLOW_CONFIG_CHANGE.value)
@@ -108,6 +111,8 @@ def _train() -> None:
     print(e, file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
   except user_errors as e:
+    if _VERBOSE.value:
+      logging.exception('Stopped:')
     hosts.fail(e)
     cli.exit_with_error(str(e))  # The message says it all: no traceback.
   except OSError as e:  # A full disk, a lost bucket.
@@ -120,4 +125,4 @@ def _train() -> None:
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  cli.run(main, __doc__)

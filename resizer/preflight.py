@@ -409,7 +409,7 @@ def main(argv: Sequence[str]) -> None:
   if FLAGS.topology:  # Nothing runs here: no local accelerator is needed.
     jax.config.update('jax_platforms', 'cpu')
   from resizer import config_checks
-  config = FLAGS.config
+  config = cli.config('config')
   if not config.get('name'):
     with config.unlocked():
       config.name = FLAGS['config'].config_filename
@@ -432,7 +432,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
   # Flags only when run as a command (see tests/test_package.py).
   config_flags.DEFINE_config_file(
@@ -448,4 +448,4 @@ if __name__ == '__main__':
   flags.DEFINE_bool('search_batch', True, 'Also find the largest global batch '
                     'whose train step fits, by compiling it at other batches.')
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.run(main, __doc__)

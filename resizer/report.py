@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
-from resizer import paths
+from resizer import cli, paths
 
 # What makes two runs the same setting (everything but the seed).
 SETTING_KEYS = ('dataset', 'model', 'resizer', 'interpolation', 'antialias',
@@ -268,6 +268,8 @@ def main(argv):
   if not run_dirs:
     raise app.UsageError('Give one or more run directories.')
   args = flags.FLAGS
+  for flag in ('out', 'figure'):  # Before the work, not after.
+    cli.require_parent(flag, args[flag].value)
   text, errors = report(run_dirs, args.figure)
   for line in errors:
     print(line, file=sys.stderr)
@@ -283,4 +285,4 @@ if __name__ == '__main__':
   flags.DEFINE_string(
       'figure', None, 'Also draw the metric-vs-GFLOPs figure to FIGURE.png '
       'and FIGURE.svg.')
-  app.run(main)
+  cli.run(main, __doc__)

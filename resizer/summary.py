@@ -7,24 +7,26 @@ are counted).
 """
 
 import json
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from resizer import checkpoints
+from resizer import cli
 from resizer.models.costs import format_summary, model_summary
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = flags.FLAGS.config
-  try:
-    checkpoints.resolve_convention(config)  # weights=: theirs.
+  config = cli.config('config')
+  cli.quiet_library_logs()
+  cli.import_tensorflow()
+  from resizer import train
+  try:  # The trainer's own checks (those that need no devices or data).
+    parts = train.build(config, num_devices=1, num_processes=1)
   except ValueError as e:
-    sys.exit(f'error: {e}')
-  s = model_summary(config)
+    raise cli.UserError(str(e)) from None
+  s = model_summary(config, parts.eval_model)
   print(format_summary(s))
   if flags.FLAGS.json:
     print(json.dumps(s))
@@ -38,4 +40,4 @@ if __name__ == '__main__':
       lock_config=True)
   flags.DEFINE_bool('json', False, 'End with one JSON line.')
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.run(main, __doc__)

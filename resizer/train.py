@@ -273,9 +273,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # Everything that can be wrong with the config fails here, before any data
   # is read or anything is compiled.
   workdir = paths.resolve(workdir)  # Local or gs://: never os.path.
+  if workdir.exists() and not workdir.is_dir():
+    raise config_checks.ConfigError(
+        f'--workdir={workdir} is a file; give a directory (a new one, or a '
+        'run to resume).')
   resuming = checkpoints.has_checkpoint(workdir)
   parts = build(config, jax.device_count(), jax.process_count(),
                 resuming_in=workdir if resuming else None)
+  # The data set too (prepared by process 0 if asked), before the workdir
+  # is touched: a run refused here leaves nothing behind.
+  builder = input_pipeline.get_builder(config.input)
+  try:
+    info = input_pipeline.dataset_info(builder, config.input)
+  except ValueError as e:
+    raise config_checks.ConfigError(str(e)) from None
+  config_checks.validate_against_data(config, info)
+  logging.info('Config %s:\n%s', config.get('name', ''), config)
   owner = lease.Lease(workdir)
   refused = None
   if jax.process_index() == 0:
@@ -290,13 +303,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     raise refused
   hosts.on_stop(lambda reason: owner.release())  # Free for the rerun.
   try:
-    return _run(config, parts, workdir, owner, allow_config_change,
+    return _run(config, parts, builder, workdir, owner, allow_config_change,
                 check_recorded=resuming and not config.eval_only)
   finally:
     owner.release()
 
 
-def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
+def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
          owner: lease.Lease, allow_config_change: bool, check_recorded: bool
          ) -> dict[str, Any]:
   """The run itself, with the workdir leased. `check_recorded`: compare
@@ -314,9 +327,6 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, workdir,
   sharded = NamedSharding(mesh, P(AXIS))
 
   # ------------------------------------------------------------------- input
-  builder = input_pipeline.get_builder(config.input)
-  info = input_pipeline.dataset_info(builder, config.input)
-  config_checks.validate_against_data(config, info)
   in_size = composite.sizes(config.resizer).input
   local_batch = config.input.batch_size // jax.process_count()
   local_eval_batch = config.input.eval_batch_size // jax.process_count()

@@ -14,9 +14,11 @@ import io
 
 import matplotlib
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
+from resizer import cli
+
+tf = cli.import_tensorflow(off_accelerators=False)  # Quietly.
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
@@ -94,9 +96,14 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   tf.config.set_visible_devices([], 'GPU')
   args = flags.FLAGS
-  config, model, variables = load_run(args.workdir)
-  images = (load_images(config, image_files(args.images)) if args.images
-            else dataset_images(config, args.num))
+  cli.require_parent('out', args.out)  # Before the work, not after.
+  try:
+    files = image_files(args.images) if args.images else None
+    config, model, variables = load_run(args.workdir)
+    images = (load_images(config, files) if files
+              else dataset_images(config, args.num))
+  except (ValueError, FileNotFoundError) as e:
+    raise cli.UserError(str(e)) from None
   panels = image_summaries.panel_fn(model)(variables, images)
   r = config.resizer
   title = (f"{config.model.name} · resizer {r.kind} ({r.interpolation}, "
@@ -111,4 +118,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('images', None, 'An image file or a directory of them.')
   flags.DEFINE_integer('num', 4, 'Dataset examples to show.')
   flags.mark_flags_as_required(['workdir', 'out'])
-  app.run(main)
+  cli.run(main, __doc__)
