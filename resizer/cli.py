@@ -81,13 +81,16 @@ HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
 def run(main: Callable[[list[str]], None], doc: str | None) -> None:
   """absl's app.run(main) with the package's error path: `--help` prints
   the tool's docstring and flags and exits 0; a flag that does not parse,
-  and a UserError from `main`, end the process with one `error:` line."""
+  and a UserError from `main`, end the process with one `error:` line.
+  The libraries' INFO lines are off (main's --library_logs shows them)."""
   if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
     print((doc or '').strip() + '\n\nFlags:\n'
           + flags.FLAGS.main_module_help())
     sys.exit(0)
 
   def guarded(argv):
+    if not ('library_logs' in flags.FLAGS and flags.FLAGS.library_logs):
+      quiet_library_logs()  # Orbax's INFO lines, in every tool.
     try:
       main(argv)
     except UserError as e:

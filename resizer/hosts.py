@@ -16,8 +16,9 @@ So, once `jax.distributed` is up (`start`):
   records how the launch ended), prints
   `error: process 1 (host H) failed: <its line>` (or `... stopped
   responding`) and exits with status 1, wherever the main thread waits;
-- process 0, which hosts the coordination service, waits for the others
-  to have read its failure (at most `STALE_AFTER_S`) before it leaves.
+- process 0, which hosts the coordination service (a process that loses
+  it aborts), leaves last: once every other process has read the failure
+  or left (at most about `STALE_AFTER_S`).
 
 A surviving process's main thread may see the failure first, as an error
 of a collective whose peer left: `explain` turns that into the same line.
@@ -182,6 +183,12 @@ def _finish(job: _Job, reason: str) -> None:
       callback(reason)
     except Exception:  # Recording is best effort: leave all the same.
       traceback.print_exc()
+  if job.index == 0:
+    try:
+      _wait_for_the_others(job)
+    except Exception:  # The service is gone already.
+      pass
+  # The last line of the log, written in one piece.
   sys.stdout.flush()
   sys.stderr.flush()
   os.write(sys.stderr.fileno(), f'\nerror: {reason}\n'.encode())
@@ -192,10 +199,9 @@ def fail(error: BaseException, show_traceback: bool = False) -> None:
   """Ends the job for `error`, raised in this process's main thread. If
   another process failed or stopped responding first (and `error` is what
   its absence did here, e.g. a collective whose peer left), that process
-  is named; otherwise `error` is written for the others to read, and
-  process 0, which hosts the coordination service, waits until they have
-  read it. Then the `on_stop` callbacks run and the process exits with
-  status 1 (`show_traceback`: after printing `error`'s traceback, as for
+  is named; otherwise `error` is written for the others to read. Then the
+  `on_stop` callbacks run and the process exits with status 1, process 0
+  last (`show_traceback`: after printing `error`'s traceback, as for
   a bug). A no-op in a single-process job."""
   job = _job
   if job is None:
@@ -209,8 +215,8 @@ def fail(error: BaseException, show_traceback: bool = False) -> None:
     reason = f'process {job.index} ({job.host}) failed: {line}'
     try:
       job.client.key_value_set(_key('failed', job.index), line)
-      if job.index == 0:
-        _wait_until_read(job)
+      if job.index != 0:
+        _wait_until_read_by_process_0(job)
     except Exception:  # The service is gone: nobody is left to tell.
       pass
   _finish(job, reason)
@@ -227,21 +233,37 @@ def explain(job: _Job) -> str | None:
       if reason or len(moved) == len(beats.others):
         return reason
       time.sleep(ALIVE_EVERY_S / 2)
-  except Exception:
-    return _unreachable(job)
+  except Exception:  # For process 0, which hosts it, that is its own error.
+    return None if job.index == 0 else _unreachable(job)
   return None
 
 
-def _wait_until_read(job: _Job) -> None:
-  """Until every other process has read this one's failure, or one of
-  them stops beating (at most about STALE_AFTER_S)."""
+def _wait_until_read_by_process_0(job: _Job, timeout_s: float = 5.0) -> None:
+  """A failing process stays until process 0 has read its line (a watch
+  thread reads every ALIVE_EVERY_S), so that its leaving, which breaks the
+  collectives, is not what process 0 learns first."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    if any(k == _key('read', 0)
+           for k, _ in job.client.key_value_dir_get(_key('read'))):
+      return
+    time.sleep(ALIVE_EVERY_S / 4)
+
+
+def _wait_for_the_others(job: _Job) -> None:
+  """Process 0 hosts the coordination service, and a process whose service
+  vanishes aborts: so process 0 stays until every other process has read
+  the failure or has left (its beats stopped), at most about
+  STALE_AFTER_S."""
   beats = _Beats(job)
-  others = set(beats.others)
   deadline = time.monotonic() + STALE_AFTER_S + 2 * ALIVE_EVERY_S
   while time.monotonic() < deadline:
     read = {int(k.rsplit('/', 1)[1])
             for k, _ in job.client.key_value_dir_get(_key('read'))}
-    if read >= others or beats.look()[1] is not None:
+    beats.look()
+    gone = {i for i, (_, t) in beats.seen.items()
+            if time.monotonic() - t > 2.5 * ALIVE_EVERY_S}
+    if read | gone >= set(beats.others):
       return
     time.sleep(ALIVE_EVERY_S / 2)
 

@@ -78,8 +78,6 @@ def initialize_distributed() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not _LIBRARY_LOGS.value:
-    cli.quiet_library_logs()
   if wants_distributed(_DISTRIBUTED.value, _COORDINATOR.value, os.environ):
     initialize_distributed()
   try:

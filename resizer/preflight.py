@@ -403,7 +403,6 @@ def main(argv: Sequence[str]) -> None:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TensorFlow's INFO.
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  cli.quiet_library_logs()
   cli.import_tensorflow()
   import jax
   if FLAGS.topology:  # Nothing runs here: no local accelerator is needed.

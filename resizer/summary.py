@@ -19,7 +19,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = cli.config('config')
-  cli.quiet_library_logs()
   cli.import_tensorflow()
   from resizer import train
   try:  # The trainer's own checks (those that need no devices or data).
