@@ -9,7 +9,8 @@ So, once `jax.distributed` is up (`start`):
 - each process publishes its host name and, every `ALIVE_EVERY_S`, a beat
   in the coordination service's key-value store (`resizer/...` keys);
 - a process that fails writes one line there (`fail`): its index, host and
-  error; it never enters the shutdown barrier (it leaves with os._exit);
+  error; once process 0 has read it, it leaves with os._exit, never
+  entering jax's shutdown barrier;
 - a watch thread in every process reads those keys: on another process's
   line, or when another process's beats stop for `STALE_AFTER_S` (killed,
   or its host gone), it runs the registered `on_stop` callbacks (process 0
