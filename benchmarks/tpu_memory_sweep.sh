@@ -4,7 +4,8 @@
 # needed; the libtpu package is), per-chip batch 8 to 256, for each model and
 # generation: none at 224, learned 448→224 without remat and with
 # remat='resizer'. One JSON line per setting goes to OUT (default
-# /tmp/tpu_memory_sweep.jsonl).
+# /tmp/tpu_memory_sweep.jsonl); at the end, the table of everything in OUT
+# (benchmarks/README.md's).
 #
 #   pip install -c launch/constraints.txt -e '.[tpu-compile]'
 #   bash benchmarks/tpu_memory_sweep.sh [OUT] [MODELS] [TOPOLOGIES] [BATCHES]
@@ -29,3 +30,25 @@ for topology in ${topologies//,/ }; do
     done
   done
 done
+python - "$out" <<'TABLE'
+import collections, json, sys
+rows = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+  r = json.loads(line)
+  kind = 'none' if r['resizer'] == 'none' else f"learned_{r['remat']}"
+  rows[r['topology'], r['model'], r['batch_size']][kind] = r
+print('| chip | model | per-chip batch | none 224: MiB/img, GiB | learned 448, no remat | learned 448, remat=resizer |')
+print('|---|---|---|---|---|---|')
+for (topology, model, batch), by in sorted(rows.items()):
+  base = by.get('none')
+  cells = []
+  for kind in ('none', 'learned_none', 'learned_resizer'):
+    r = by.get(kind)
+    if r is None or base is None:
+      cells.append('–')
+      continue
+    ratio = '' if kind == 'none' else (
+        f" ({r['temp_mib_per_image'] / base['temp_mib_per_image']:.2f}x)")
+    cells.append(f"{r['temp_mib_per_image']}{ratio}, {r['total_mib'] / 1024:.2f}")
+  print(f"| {topology.split(':')[0]} | {model} | {batch} | " + ' | '.join(cells) + ' |')
+TABLE
