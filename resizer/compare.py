@@ -33,8 +33,7 @@ import sys
 import ml_collections
 from absl import app, flags, logging
 
-from resizer import checkpoints, cli, paths, report
-from resizer.models import composite, costs
+from resizer import cli, paths, report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +71,7 @@ def load_config(config_arg: str, resizer: str | None = None
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   arg = ','.join(filter(None, [arg, resizer and f'resizer={resizer}']))
+  from resizer import checkpoints  # (JAX: not needed for --help.)
   try:
     config = module.get_config(arg or None)
     checkpoints.resolve_convention(config)
@@ -115,6 +115,7 @@ def run_config(config_arg: str, resizer: str, overrides, extra
 
 
 def _gflops(config_arg: str, resizer: str, overrides, extra) -> float:
+  from resizer.models import costs
   config = run_config(config_arg, resizer, overrides, extra)
   return costs.model_summary(config)['gflops_per_image']
 
@@ -143,6 +144,7 @@ def _variant(spec: str) -> tuple[str, bool]:
 def grid(config_arg: str, learned: list[str], fixed: list[str],
          flops_margin: float, extra: list[str]) -> list[Run]:
   """The runs (one seed's worth) of the comparison of `config_arg`."""
+  from resizer.models import composite
   base = load_config(config_arg, learned[0] if learned else 'none')
   _apply(base, [tuple(s.split('=', 1)) for s in extra])
   in_size, out_size = composite.sizes(base.resizer)

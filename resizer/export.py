@@ -24,17 +24,12 @@ import json
 from typing import Callable, Sequence
 
 from absl import app, flags
-import jax
 import numpy as np
 
-from resizer import cli
+from resizer import cli, paths
 
-# Quietly (cli.import_tensorflow), before jax2tf imports it.
-tf = cli.import_tensorflow(off_accelerators=False)
-from jax.experimental import jax2tf  # noqa: E402
-
-from resizer import checkpoints, paths  # noqa: E402
-from resizer.models import composite  # noqa: E402
+# TensorFlow, JAX and the models are imported where they are used, so that
+# --help answers at once.
 
 PLATFORMS = ('cpu', 'cuda')
 
@@ -42,6 +37,9 @@ PLATFORMS = ('cpu', 'cuda')
 def _save(fn: Callable, variables, in_size: tuple[int, int], output: str,
           path: str, platforms: Sequence[str]) -> None:
   """Saves `fn(variables, images)` with `variables` as TF variables."""
+  # Quietly (cli.import_tensorflow), before jax2tf imports it.
+  tf = cli.import_tensorflow(off_accelerators=False)
+  from jax.experimental import jax2tf
   h, w = in_size
   tf_fn = jax2tf.convert(fn, with_gradient=False,
                          polymorphic_shapes=[None, f'(b, {h}, {w}, 3)'],
@@ -64,6 +62,8 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS,
   """Exports the latest checkpoint of the run in `workdir` to `out`
   (which must not exist yet; either may be gs://), with its EMA weights if
   `ema`; returns what `out/export.json` holds."""
+  from resizer import checkpoints
+  from resizer.models import composite
   out = paths.resolve(out)
   if out.exists():
     raise FileExistsError(f'--out={out!r} already exists; choose a new '
@@ -100,8 +100,9 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import jax
   jax.config.update('jax_platforms', 'cpu')  # Lowering needs no accelerator.
-  tf.config.set_visible_devices([], 'GPU')
+  cli.import_tensorflow()
   args = flags.FLAGS
   try:
     description = export(args.workdir, args.out, args.platforms, args.ema)

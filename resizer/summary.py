@@ -12,7 +12,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from resizer import cli
-from resizer.models.costs import format_summary, model_summary
 
 
 def main(argv):
@@ -21,6 +20,7 @@ def main(argv):
   config = cli.config('config')
   cli.import_tensorflow()
   from resizer import train
+  from resizer.models.costs import format_summary, model_summary
   try:  # The trainer's own checks (those that need no devices or data).
     parts = train.build(config, num_devices=1, num_processes=1)
   except ValueError as e:

@@ -12,18 +12,13 @@ and resized to the run's input size as evaluation does.
 
 import io
 
-import matplotlib
 import numpy as np
 from absl import app, flags
 
-from resizer import cli
+from resizer import cli, paths
 
-tf = cli.import_tensorflow(off_accelerators=False)  # Quietly.
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-from resizer import checkpoints, image_summaries, input_pipeline, paths  # noqa: E402
-from resizer.models import composite  # noqa: E402
+# TensorFlow, JAX, matplotlib and the models are imported where they are
+# used, so that --help answers at once.
 
 IMAGE_PATTERNS = ('*.jpg', '*.jpeg', '*.png', '*.bmp', '*.gif', '*.JPG',
                   '*.JPEG', '*.PNG')
@@ -33,6 +28,8 @@ COLUMNS = (('input', 'input'), ('naive', 'naive resize'),
 
 def load_run(workdir: str):
   """(config, model, variables) of the latest checkpoint in `workdir`."""
+  from resizer import checkpoints
+  from resizer.models import composite
   config, variables, _ = checkpoints.load_run(workdir)
   return config, composite.build_model(config), variables
 
@@ -51,6 +48,9 @@ def image_files(path: str) -> list[str]:
 
 
 def load_images(config, paths: list[str]) -> np.ndarray:
+  tf = cli.import_tensorflow(off_accelerators=False)
+  from resizer import input_pipeline
+  from resizer.models import composite
   size = composite.sizes(config.resizer).input
   images = []
   for p in paths:
@@ -63,6 +63,8 @@ def load_images(config, paths: list[str]) -> np.ndarray:
 
 
 def dataset_images(config, num: int) -> np.ndarray:
+  from resizer import input_pipeline
+  from resizer.models import composite
   size = composite.sizes(config.resizer).input
   builder = input_pipeline.get_builder(config.input)
   batch = next(input_pipeline.eval_batches(
@@ -73,6 +75,9 @@ def dataset_images(config, num: int) -> np.ndarray:
 def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
   """Saves one row per image and one column per panel as a PNG at `out`
   (local or gs://)."""
+  import matplotlib
+  matplotlib.use('Agg')  # No display: files only.
+  import matplotlib.pyplot as plt
   n = len(panels['input'])
   fig, axes = plt.subplots(n, len(COLUMNS), figsize=(3 * len(COLUMNS), 3 * n),
                            squeeze=False)
@@ -94,7 +99,8 @@ def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  tf.config.set_visible_devices([], 'GPU')
+  cli.import_tensorflow()
+  from resizer import image_summaries
   args = flags.FLAGS
   cli.require_parent('out', args.out)  # Before the work, not after.
   try:
