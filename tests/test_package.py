@@ -22,3 +22,19 @@ def test_every_module_imports_together_and_only_main_defines_flags():
   defining = {module for module in flags.FLAGS.flags_by_module_dict()
               if module.startswith('resizer.')}
   assert defining <= {'resizer.main'}, defining
+
+
+def test_the_tools_import_neither_jax_nor_tensorflow_before_their_help():
+  """`python -m resizer.X --help` answers before JAX or TensorFlow load
+  (seconds each): the tools import them where they are used. (Not yet
+  import_weights, whose --model choices come from the model registry.)"""
+  import subprocess
+  import sys
+  tools = ['main', 'summary', 'compare', 'preflight', 'report', 'export',
+           'visualize']
+  code = ('import sys; ' + '; '.join(f'import resizer.{t}' for t in tools)
+          + "; print(sorted(m for m in ('jax', 'tensorflow', 'flax', "
+          "'matplotlib') if m in sys.modules))")
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == '[]'
