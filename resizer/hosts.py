@@ -27,6 +27,7 @@ The job's own heartbeat (jax's, `HEARTBEAT_TIMEOUT_S`) stays the backstop
 for a host that hangs without failing.
 """
 
+import atexit
 import dataclasses
 import os
 import socket
@@ -58,6 +59,7 @@ class _Job:
   host: str
   stop_callbacks: list[Callable[[str], None]]
   deciding: threading.Event  # Set: the main thread handles a failure.
+  ending: threading.Event    # Set: the process is exiting normally.
 
 
 _job: _Job | None = None
@@ -77,10 +79,24 @@ def start() -> None:
   if client is None or jax.process_count() == 1:
     return
   _job = _Job(client, jax.process_index(), jax.process_count(),
-              socket.gethostname(), [], threading.Event())
+              socket.gethostname(), [], threading.Event(), threading.Event())
   client.key_value_set(_key('host', _job.index), _job.host)
-  threading.Thread(target=_watch, args=(_job,), daemon=True,
-                   name='resizer-hosts').start()
+  watch = threading.Thread(target=_watch, args=(_job,), daemon=True,
+                           name='resizer-hosts')
+  watch.start()
+
+  def stop_watching():
+    """Before jax's own atexit shutdown (atexit runs the latest first): a
+    call into a client that is shutting down can abort the process. The
+    others stop counting this process's beats."""
+    try:
+      client.key_value_set(_key('done', _job.index), '1')
+    except Exception:
+      pass
+    _job.ending.set()
+    watch.join(timeout=5 * ALIVE_EVERY_S)
+
+  atexit.register(stop_watching)
 
 
 def on_stop(callback: Callable[[str], None]) -> None:
@@ -110,7 +126,7 @@ class _Beats:
   process's clock: hosts' clocks need not agree)."""
 
   def __init__(self, job: _Job):
-    self.job, self.first, self.seen = job, None, {}
+    self.job, self.first, self.seen, self.done = job, None, {}, set()
     self.others = [i for i in range(job.count) if i != job.index]
 
   def look(self) -> tuple[set[int], int | None]:
@@ -118,6 +134,8 @@ class _Beats:
     process whose count has not moved for STALE_AFTER_S, if any)."""
     now = time.monotonic()
     counts = dict(self.job.client.key_value_dir_get(_key('alive')))
+    done = dict(self.job.client.key_value_dir_get(_key('done')))
+    self.done = {i for i in self.others if _key('done', i) in done}
     counts = {i: counts.get(_key('alive', i)) for i in self.others}
     if self.first is None:
       self.first = counts
@@ -125,26 +143,32 @@ class _Beats:
     for i, count in counts.items():
       if self.seen.get(i, (None,))[0] != count:
         self.seen[i] = (count, now)
-      elif now - self.seen[i][1] > STALE_AFTER_S and stale is None:
+      elif (now - self.seen[i][1] > STALE_AFTER_S and stale is None
+            and i not in self.done):  # Ended normally: not silent.
         stale = i
     moved = {i for i in self.others if counts[i] != self.first[i]}
     return moved, stale
 
 
 def _watch(job: _Job) -> None:
-  """Beats until the process ends; acts on another process's failure or
-  silence unless the main thread is already deciding (in `fail`)."""
+  """Beats until the process ends (or exits normally); acts on another
+  process's failure or silence unless the main thread is already deciding
+  (in `fail`)."""
   beats = _Beats(job)
-  while True:
+  while not job.ending.is_set():
     try:
       job.client.key_value_increment(_key('alive', job.index), 1)
       reason = None if job.deciding.is_set() else (
           _failure_or_silence(job, beats)[0])
-    except Exception:  # The coordination service (process 0) is gone.
+    except Exception:  # The coordination service is gone or going.
+      # Process 0 hosts it, and once a process has begun a normal exit
+      # (its 'done' key) the job is shutting down: nothing to report.
+      if job.index == 0 or beats.done:
+        return
       reason = None if job.deciding.is_set() else _unreachable(job)
-    if reason:
+    if reason and not job.ending.is_set():
       _finish(job, reason)
-    time.sleep(ALIVE_EVERY_S)
+    job.ending.wait(ALIVE_EVERY_S)
 
 
 def _failure_or_silence(job: _Job, beats: _Beats
