@@ -42,6 +42,9 @@ ALIVE_EVERY_S = 1.0
 # A process whose beats stop this long is taken for dead. Beats come from
 # a thread of their own, so a long compile or checkpoint does not stop them.
 STALE_AFTER_S = 20.0
+# A process that cannot reach the coordination service (process 0) for this
+# long takes process 0 for gone.
+UNREACHABLE_AFTER_S = 5.0
 # jax.distributed.initialize's: the coordination service declares a
 # process dead after this long without its heartbeat (jax's default), and
 # a process that ends normally waits this long for the others at shutdown.
@@ -155,17 +158,22 @@ def _watch(job: _Job) -> None:
   process's failure or silence unless the main thread is already deciding
   (in `fail`)."""
   beats = _Beats(job)
+  failing_since = None  # When the service stopped answering this process.
   while not job.ending.is_set():
+    reason = None
     try:
       job.client.key_value_increment(_key('alive', job.index), 1)
-      reason = None if job.deciding.is_set() else (
-          _failure_or_silence(job, beats)[0])
-    except Exception:  # The coordination service is gone or going.
-      # Process 0 hosts it, and once a process has begun a normal exit
-      # (its 'done' key) the job is shutting down: nothing to report.
-      if job.index == 0 or beats.done:
-        return
-      reason = None if job.deciding.is_set() else _unreachable(job)
+      failing_since = None
+      if not job.deciding.is_set():
+        reason = _failure_or_silence(job, beats)[0]
+    except Exception:  # The coordination service is slow, gone or going.
+      now = time.monotonic()
+      failing_since = failing_since or now
+      # Process 0 hosts it; once a process has begun a normal exit the job
+      # is shutting down; and one failed call is not an absence.
+      if (job.index != 0 and not beats.done and not job.deciding.is_set()
+          and now - failing_since > UNREACHABLE_AFTER_S):
+        reason = _unreachable(job)
     if reason and not job.ending.is_set():
       _finish(job, reason)
     job.ending.wait(ALIVE_EVERY_S)
