@@ -2,6 +2,7 @@
 (`run`: a mistake is one `error:` line and a non-zero exit; a bug keeps its
 traceback), a help screen that exits 0, quiet library logs."""
 
+import glob
 import logging as py_logging
 import os
 import re
@@ -78,11 +79,14 @@ class UserError(Exception):
 HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
 
 
-def run(main: Callable[[list[str]], None], doc: str | None) -> None:
+def run(main: Callable[[list[str]], None], doc: str | None,
+        arguments: str | None = None) -> None:
   """absl's app.run(main) with the package's error path: `--help` prints
   the tool's docstring and flags and exits 0; a flag that does not parse,
-  and a UserError from `main`, end the process with one `error:` line.
-  The libraries' INFO lines are off (main's --library_logs shows them)."""
+  positional arguments that are missing (`arguments` names what the tool
+  takes) or unexpected (it takes none), and a UserError from `main`, end
+  the process with one `error:` line. The libraries' INFO lines are off
+  (main's --library_logs shows them)."""
   if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
     print((doc or '').strip() + '\n\nFlags:\n'
           + flags.FLAGS.main_module_help())
@@ -91,12 +95,32 @@ def run(main: Callable[[list[str]], None], doc: str | None) -> None:
   def guarded(argv):
     if not ('library_logs' in flags.FLAGS and flags.FLAGS.library_logs):
       quiet_library_logs()  # Orbax's INFO lines, in every tool.
+    if arguments is None and len(argv) > 1:
+      exit_with_error(f'unexpected arguments {argv[1:]}: this tool takes '
+                      'only flags (--help lists them)')
+    if arguments and len(argv) == 1:
+      exit_with_error(f'give {arguments} (--help shows how)')
+    skip_absent_accelerators()
     try:
       main(argv)
     except UserError as e:
       exit_with_error(str(e))
 
   app.run(guarded, flags_parser=parse_flags)
+
+
+def skip_absent_accelerators() -> None:
+  """Runs JAX on the CPU where no TPU or GPU is attached. With libtpu
+  installed (the pre-flight's `tpu-compile` extra), JAX would otherwise try
+  to start a TPU runtime first, which prints a dozen warnings before falling
+  back. JAX_PLATFORMS, when set, decides; the pre-flight's deviceless
+  compiles load libtpu on their own."""
+  attached = ('/dev/accel*', '/dev/vfio/[0-9]*', '/dev/nvidia[0-9]*')
+  if ('JAX_PLATFORMS' not in os.environ
+      and not any(glob.glob(pattern) for pattern in attached)):
+    os.environ['JAX_PLATFORMS'] = 'cpu'
+    if 'jax' in sys.modules:  # It read the variable when imported.
+      sys.modules['jax'].config.update('jax_platforms', 'cpu')
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -31,7 +31,7 @@ import shlex
 import subprocess
 import sys
 import ml_collections
-from absl import app, flags, logging
+from absl import flags, logging
 
 from resizer import cli, paths, report
 
@@ -184,8 +184,7 @@ def finished(run_dir) -> bool:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.run refuses positional arguments.
   logging.set_verbosity(logging.WARNING)
   args = flags.FLAGS
   runs = grid(args.config, args.learned, args.fixed, args.flops_margin,
@@ -228,7 +227,8 @@ if __name__ == '__main__':
                       'Config file[:arg], as resizer.main takes it.')
   flags.DEFINE_string('workdir', None,
                       'Root of the grid: one subfolder per run.')
-  flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 of every setting.')
+  flags.DEFINE_integer('seeds', 3, 'Seeds 0..N-1 of every setting.',
+                       lower_bound=1)
   flags.DEFINE_list(
       'fixed', ['bilinear', 'bilinear+aa', 'bicubic', 'bicubic+aa', 'area'],
       "The input pipeline's resizes on the ladder: interpolation[+aa].")
@@ -236,7 +236,8 @@ if __name__ == '__main__':
                     'Resizer choices at the config sizes.')
   flags.DEFINE_float(
       'flops_margin', 1.0, 'The ladder climbs until a rung costs this many '
-      "times the learned model's GFLOPs.")
+      "times the learned model's GFLOPs (at least 1: equal compute).",
+      lower_bound=1.0)
   flags.DEFINE_multi_string(
       'set', [], 'KEY=VALUE passed to every run as --config.KEY=VALUE.')
   flags.DEFINE_bool('print_only', False,

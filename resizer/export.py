@@ -23,7 +23,7 @@ only TensorFlow: see examples/resize_image.py.
 import json
 from typing import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 from resizer import cli, paths
@@ -98,8 +98,7 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.run refuses positional arguments.
   import jax
   jax.config.update('jax_platforms', 'cpu')  # Lowering needs no accelerator.
   cli.import_tensorflow()

@@ -39,15 +39,16 @@ import hashlib
 import json
 import re
 import warnings
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from absl import flags
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from resizer import checkpoints, cli, paths
-from resizer.models import composite, conventions
+from resizer import cli, paths
+from resizer.models import conventions
+
+# JAX, flax and the model zoo are imported where they are used, so that
+# --help answers without loading them.
 
 FORMATS = ('torch', 'keras')
 
@@ -57,6 +58,7 @@ WeightsMismatch = conventions.WeightsMismatch
 
 def keras_importable() -> list[str]:
   """The backbones whose Keras applications weights can be imported."""
+  from resizer.models import composite  # pylint: disable=g-import-not-at-top
   return sorted(n for n, b in composite.BACKBONES.items()
                 if b.keras_application)
 
@@ -118,6 +120,7 @@ def read_torch(path: str) -> Tensors:
 def read_keras(path: str, model: str) -> Tensors:
   """Keras applications weights as {'layer/weight': array}, read by loading
   them into the matching Keras model (built with the file's class count)."""
+  from resizer.models import composite  # pylint: disable=g-import-not-at-top
   keras_model = composite.BACKBONES[model].keras_application
   if not keras_model:
     raise ValueError(f'--model={model!r}: Keras weights can be imported for '
@@ -187,13 +190,21 @@ _BN = (('scale', 'weight', 'gamma'), ('bias', 'bias', 'beta'),
 _CONV = (('kernel', 'weight', 'kernel'), ('bias', 'bias', 'bias'))
 
 
+def _leaves(tree: Mapping, path: tuple = ()) -> Iterator[tuple[tuple, object]]:
+  """(path, leaf) of a nested dict, in sorted key order as jax.tree flattens."""
+  for key in sorted(tree):
+    if isinstance(tree[key], Mapping):
+      yield from _leaves(tree[key], path + (key,))
+    else:
+      yield path + (key,), tree[key]
+
+
 def _modules(params, batch_stats
              ) -> Iterator[tuple[conventions.ModulePath, bool, dict]]:
   """(path, is BatchNorm, {leaf: shape}) for every module with variables."""
   shapes = {}
   for tree in (params, batch_stats):
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-      keys = tuple(k.key for k in path)
+    for keys, leaf in _leaves(tree):
       shapes.setdefault(keys[:-1], {})[keys[-1]] = leaf.shape
   for path, leaves in shapes.items():
     yield path, 'mean' in leaves, leaves
@@ -215,6 +226,7 @@ def convert(tensors: Tensors, model: str, fmt: str, params, batch_stats
   """Source `tensors` as our (params, batch_stats), shaped like the given
   trees (arrays or shape structs). Every tensor must be used, every leaf
   filled, and every shape fit; errors name the tensor and both shapes."""
+  from resizer.models import composite  # pylint: disable=g-import-not-at-top
   weights = composite.BACKBONES[model].weights
   name_of = weights.torch_name if fmt == 'torch' else weights.keras_name
   sep = '.' if fmt == 'torch' else '/'
@@ -256,6 +268,12 @@ def import_weights(model: str, source: str, out: str,
                    fmt: str | None = None) -> dict:
   """Converts `source` into a warm-start checkpoint in `out`; returns the
   description also written to `out/imported.json`."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  from resizer import checkpoints
+  from resizer.models import composite
+  # pylint: enable=g-import-not-at-top
   if model not in composite.with_weights():
     raise ValueError(f'--model={model!r} is invalid; weights can be imported '
                      f'for {composite.with_weights()}.')
@@ -314,6 +332,7 @@ def import_weights(model: str, source: str, out: str,
 
 def main(argv):
   del argv
+  import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')  # Converting needs no accelerator.
   args = flags.FLAGS
   try:
@@ -326,8 +345,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_enum('model', None, composite.with_weights(),
-                    'Backbone to fill.')
+  flags.DEFINE_string('model', None, 'Backbone to fill, e.g. resnet50 or '
+                      'densenet121; an unknown name lists the others.')
   flags.DEFINE_string('source', None, 'Keras .h5 / .weights.h5 or torchvision '
                       '.pth file.')
   flags.DEFINE_string('out', None, 'New directory for the checkpoint.')

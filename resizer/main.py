@@ -19,7 +19,7 @@ writes results.json, and all of them write checkpoints together.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from resizer import cli, hosts
@@ -76,8 +76,7 @@ def initialize_distributed() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.run refuses positional arguments.
   if wants_distributed(_DISTRIBUTED.value, _COORDINATOR.value, os.environ):
     initialize_distributed()
   try:

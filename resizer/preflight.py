@@ -66,10 +66,17 @@ def slice_devices(tpu_slice: slices.Slice) -> list:
         f'--topology={tpu_slice.name} needs the TPU compiler (the libtpu '
         f'package): {INSTALL_LIBTPU}')
   prepare_tpu_compiler()
-  from jax.experimental import topologies
-  return list(topologies.get_topology_desc(
-      tpu_slice.topology, platform='tpu',
-      **tpu_slice.topology_kwargs()).devices)
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+  try:
+    return list(topologies.get_topology_desc(
+        tpu_slice.topology, platform='tpu',
+        **tpu_slice.topology_kwargs()).devices)
+  except jax.errors.JaxRuntimeError as e:  # The layout does not exist.
+    raise PreflightError(
+        f'--topology={tpu_slice.name}: the TPU compiler has no such slice: '
+        f'{str(e).removeprefix("INVALID_ARGUMENT: ")} (a gcloud accelerator '
+        "type such as v5litepod-16 names one that exists)") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,11 +405,10 @@ def target(topology: str | None) -> tuple[list, int, float | None, str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import app, flags
+  from absl import flags
   FLAGS = flags.FLAGS
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TensorFlow's INFO.
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.run refuses positional arguments.
   cli.import_tensorflow()
   import jax
   if FLAGS.topology:  # Nothing runs here: no local accelerator is needed.

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from resizer import cli, paths
 
@@ -265,8 +265,6 @@ def report(run_dirs: list[str], figure_path: str | None = None
 
 def main(argv):
   run_dirs = argv[1:]
-  if not run_dirs:
-    raise app.UsageError('Give one or more run directories.')
   args = flags.FLAGS
   for flag in ('out', 'figure'):  # Before the work, not after.
     cli.require_parent(flag, args[flag].value)
@@ -285,4 +283,4 @@ if __name__ == '__main__':
   flags.DEFINE_string(
       'figure', None, 'Also draw the metric-vs-GFLOPs figure to FIGURE.png '
       'and FIGURE.svg.')
-  cli.run(main, __doc__)
+  cli.run(main, __doc__, arguments='one or more run directories')

@@ -8,15 +8,14 @@ are counted).
 
 import json
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from resizer import cli
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.run refuses positional arguments.
   config = cli.config('config')
   cli.import_tensorflow()
   from resizer import train

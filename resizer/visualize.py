@@ -13,7 +13,7 @@ and resized to the run's input size as evaluation does.
 import io
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from resizer import cli, paths
 
@@ -97,8 +97,7 @@ def figure(panels: dict[str, np.ndarray], title: str, out: str) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv  # cli.run refuses positional arguments.
   cli.import_tensorflow()
   from resizer import image_summaries
   args = flags.FLAGS

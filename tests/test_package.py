@@ -26,12 +26,11 @@ def test_every_module_imports_together_and_only_main_defines_flags():
 
 def test_the_tools_import_neither_jax_nor_tensorflow_before_their_help():
   """`python -m resizer.X --help` answers before JAX or TensorFlow load
-  (seconds each): the tools import them where they are used. (Not yet
-  import_weights, whose --model choices come from the model registry.)"""
+  (seconds each): the tools import them where they are used."""
   import subprocess
   import sys
   tools = ['main', 'summary', 'compare', 'preflight', 'report', 'export',
-           'visualize']
+           'visualize', 'import_weights']
   code = ('import sys; ' + '; '.join(f'import resizer.{t}' for t in tools)
           + "; print(sorted(m for m in ('jax', 'tensorflow', 'flax', "
           "'matplotlib') if m in sys.modules))")
