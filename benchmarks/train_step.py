@@ -76,7 +76,7 @@ def compile_step(config, batch_size: int, devices, execute: bool = True,
   and batch are shape structs and nothing runs (so `devices` may be a
   topology's, with no hardware here)."""
   mesh = train.make_mesh(devices)
-  bn_axis = train.AXIS if config.get('bn_cross_device', True) else None
+  bn_axis = train.AXIS if config.bn_cross_device else None
   parts = train.Parts(
       tasks.get_task(config),
       composite.build_model(config, bn_axis_name=bn_axis, resize_fn=resize_fn),
@@ -177,7 +177,7 @@ class Setting:
         model=config.model.name, resizer=config.resizer.kind,
         in_size=list(self.in_size),
         out_size=list(composite.sizes(config.resizer).output),
-        dtype=config.model.dtype, remat=config.model.get('remat', 'none'),
+        dtype=config.model.dtype, remat=config.model.remat,
         batch_size=self.batch_size, devices=len(self.devices),
         device_kind=self.devices[0].device_kind,
         compile_sec=round(self.compile_sec, 2),
@@ -240,7 +240,7 @@ def make_config(args: argparse.Namespace, spec: str):
     config.model.dtype = args.dtype
   if remat or args.remat:
     config.model.remat = remat or args.remat
-  config.model.conv_impl = getattr(args, 'conv_impl', 'cpu_forms')
+  config.model.conv_impl = args.conv_impl
   return config
 
 
@@ -364,7 +364,7 @@ def main(argv=None) -> list[dict]:
     hbm = [float(g) for g in filter(None, args.fit_hbm_gib.split(','))]
     # Every batch tried must shard over the devices and split into the
     # micro-batches of gradient accumulation.
-    accumulate = settings[0].config.optim.get('accumulate_steps', 1)
+    accumulate = settings[0].config.optim.accumulate_steps
     multiple = math.lcm(args.fit_multiple, len(devices) * accumulate)
     rows = []
     for setting in settings:

@@ -13,7 +13,6 @@ is what training (or an import) wrote, so an earlier step would only lead
 back to it.
 """
 
-import json
 import logging as py_logging
 import sys
 import time
@@ -21,19 +20,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
 from resizer import paths
-from resizer.models import conventions
+from resizer.models import composite
 
 State = dict[str, Any]
-PARTS = ('all', 'resizer', 'backbone')
-# Written by resizer.import_weights next to the checkpoints it makes.
-IMPORTED_JSON = 'imported.json'
 
 
 def directory(workdir: paths.PathLike):
@@ -348,79 +343,15 @@ def load(workdir: paths.PathLike,
   return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def read_json(path: paths.PathLike) -> Any:
-  """A JSON file (local or gs://)."""
-  return json.loads(paths.resolve(path).read_text())
-
-
-def load_run(workdir: paths.PathLike, ema: bool = False
-             ) -> tuple[ml_collections.ConfigDict, State, int]:
-  """(config, {'params', 'batch_stats'}, step) of the latest checkpoint of a
-  run written by resizer.main, on this process's first device; with `ema`,
-  'params' are the run's EMA weights (config.ema_decay > 0)."""
-  path = paths.resolve(workdir) / 'config.json'
-  if not path.exists():
-    raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
-                            'written by resizer.main?')
-  config = ml_collections.ConfigDict(read_json(path))
-  state = load(workdir)
-  if ema and 'ema_params' not in state:
-    raise ValueError(f'{workdir} kept no EMA weights (its config.ema_decay '
-                     'is 0); export its own weights instead.')
-  return config, {'params': state['ema_params' if ema else 'params'],
-                  'batch_stats': state['batch_stats']}, int(state['step'])
-
-
-def source_model(workdir: paths.PathLike) -> tuple[dict | None, dict | None]:
-  """(config.model, imported.json) of a warm-start source: a run's workdir
-  gives its config's model block and None; an import directory gives the
-  imported model and its description. (None, None) when neither is there."""
-  root = paths.resolve(workdir)
-  if (root / IMPORTED_JSON).exists():
-    description = read_json(root / IMPORTED_JSON)
-    return description['model'], description
-  if (root / 'config.json').exists():
-    return read_json(root / 'config.json').get('model'), None
-  return None, None
-
-
-def resolve_convention(config: ml_collections.ConfigDict,
-                       recorded: paths.PathLike | None = None
-                       ) -> tuple[dict | None, dict | None]:
-  """Replaces `config.model.convention='from_weights'` (what the `weights=`
-  config argument records) by the convention of the weights in
-  `config.init_from.workdir`; returns that source's `source_model` (read
-  once, here). A resumed run passes its workdir as `recorded`: if the
-  source is gone, the convention the run recorded stands. ValueError naming
-  the key when there is nothing to take it from."""
-  workdir = config.init_from.workdir
-  source = source_model(workdir) if workdir else (None, None)
-  if config.model.get('convention') != conventions.FROM_WEIGHTS:
-    return source
-  model = source[0]
-  if model is None and recorded is not None:
-    path = paths.resolve(recorded) / 'config.json'
-    model = read_json(path).get('model') if path.exists() else None
-  if model is None:
-    raise ValueError(
-        f"config.model.convention='{conventions.FROM_WEIGHTS}' takes the "
-        f'convention of config.init_from.workdir={workdir!r}, which has '
-        f'neither {IMPORTED_JSON} (python -m resizer.import_weights) nor '
-        'config.json (a run).')
-  config.model.convention = model.get('convention', 'torchvision')
-  return source
-
-
 def warm_start(state: State, source: State, parts: str) -> State:
   """`state` with the params and BN statistics of `parts` taken from `source`.
 
-  Shapes must agree, except for a backbone `head` whose class count differs,
-  which keeps its fresh initialisation. Optimiser state and step stay fresh.
+  `parts` is config.init_from.parts ('all' or one of composite.PARTS, as
+  config_checks.validate has checked). Shapes must agree, except for a
+  backbone `head` whose class count differs, which keeps its fresh
+  initialisation. Optimiser state and step stay fresh.
   """
-  if parts not in PARTS:
-    raise ValueError(f'config.init_from.parts={parts!r} is invalid; expected '
-                     f'one of {list(PARTS)}.')
-  names = ('resizer', 'backbone') if parts == 'all' else (parts,)
+  names = composite.PARTS if parts == 'all' else (parts,)
   new = dict(state)
   for collection in ('params', 'batch_stats'):
     merged = dict(state[collection])

@@ -33,7 +33,7 @@ import sys
 import ml_collections
 from absl import flags, logging
 
-from resizer import cli, paths, report
+from resizer import cli, paths, report, run_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ def load_config(config_arg: str, resizer: str | None = None
                 ) -> ml_collections.ConfigDict:
   """The config of file[:arg], as resizer.main reads it, with `resizer=`
   added to its argument if given, and the convention of `weights=` read
-  (checkpoints.resolve_convention)."""
+  (run_record.resolve_convention)."""
   file, _, arg = config_arg.partition(':')
   if resizer and 'resizer=' in arg:
     raise cli.UserError(
@@ -71,10 +71,9 @@ def load_config(config_arg: str, resizer: str | None = None
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   arg = ','.join(filter(None, [arg, resizer and f'resizer={resizer}']))
-  from resizer import checkpoints  # (JAX: not needed for --help.)
   try:
     config = module.get_config(arg or None)
-    checkpoints.resolve_convention(config)
+    run_record.resolve_convention(config)
   except ValueError as e:
     raise cli.UserError(f'--config={config_arg}: {e}') from None
   return config

@@ -11,7 +11,8 @@ from typing import Any
 
 import ml_collections
 
-from resizer import checkpoints, datasets, paths
+from resizer import datasets, paths, run_record
+from resizer.models import composite
 
 TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
                      'lanczos5', 'gaussian', 'mitchellcubic')
@@ -22,7 +23,8 @@ class ConfigError(ValueError):
   """A config value that cannot work."""
 
 
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+def require(ok: bool, key: str, value: Any, expected: str) -> None:
+  """ConfigError 'config.KEY=VALUE is invalid; expected EXPECTED.' unless ok."""
   if not ok:
     raise ConfigError(f'config.{key}={value!r} is invalid; expected {expected}.')
 
@@ -31,7 +33,7 @@ def _positive_int(config, key: str, allow_zero: bool = False) -> None:
   value = config[key] if '.' not in key else config[key.split('.')[0]][
       key.split('.')[1]]
   low = 0 if allow_zero else 1
-  _require(isinstance(value, int) and not isinstance(value, bool)
+  require(isinstance(value, int) and not isinstance(value, bool)
            and value >= low, key, value, f'an integer >= {low}')
 
 
@@ -49,15 +51,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   """Raises ConfigError for the first bad value in `config` that no single
   builder can see. A `resuming` run ignores `init_from`, so its source is
   not checked (it may be gone). `source`: the warm-start source's
-  `checkpoints.source_model`, if the caller has read it."""
-  require_blocks(config)
+  `run_record.source_model`, if the caller has read it. The blocks are
+  there: `train.build` runs `require_blocks` before its builders."""
 
   # jax.image.resize ignores antialias for 'nearest', and kind 'none'
   # resizes nothing: a flag that would change nothing is refused. (Checked
   # for new runs only: recorded configs from before still load.)
   resizer = config.resizer
-  if resizer.get('antialias') and (resizer.kind == 'none'
-                                   or resizer.get('interpolation') == 'nearest'):
+  if resizer.antialias and (resizer.kind == 'none'
+                            or resizer.interpolation == 'nearest'):
     raise ConfigError(
         f'config.resizer.antialias=True does nothing with config.resizer '
         f'(kind={resizer.kind!r})'
@@ -65,51 +67,45 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
            "use the argument antialias=true, which does)."
            if resizer.kind == 'none' else " and interpolation='nearest'."))
 
-  # float16's narrow exponent range underflows small gradients to zero
-  # unless the loss is scaled, which this trainer does not do.
-  _require(config.model.get('dtype') != 'float16', 'model.dtype',
-           config.model.get('dtype'), "'bfloat16' (float32's exponent range "
-           "at float16's memory; float16 would need loss scaling, which this "
-           "trainer does not do) or 'float32'")
-
   inp = config.input
   for key in ('batch_size', 'eval_batch_size'):
     _positive_int(config, f'input.{key}')
-    _require(inp[key] % num_devices == 0 and inp[key] % num_processes == 0,
+    require(inp[key] % num_devices == 0 and inp[key] % num_processes == 0,
              f'input.{key}', inp[key],
              f'a multiple of the device count ({num_devices}) and of the '
              f'process count ({num_processes})')
   for key in ('crop_area_range', 'aspect_ratio_range'):
     lo, hi = inp[key]
-    _require(0 < lo <= hi and (key != 'crop_area_range' or hi <= 1),
+    require(0 < lo <= hi and (key != 'crop_area_range' or hi <= 1),
              f'input.{key}', tuple(inp[key]), '0 < low <= high (<= 1 for areas)')
-  _require(0 < inp.eval_crop_fraction <= 1, 'input.eval_crop_fraction',
+  require(0 < inp.eval_crop_fraction <= 1, 'input.eval_crop_fraction',
            inp.eval_crop_fraction, 'a fraction in (0, 1]')
-  _require(inp.interpolation in TF_RESIZE_METHODS, 'input.interpolation',
+  require(inp.interpolation in TF_RESIZE_METHODS, 'input.interpolation',
            inp.interpolation, f'one of {list(TF_RESIZE_METHODS)}')
-  maker = inp.get('make_manual_dir', '')
-  _require(maker in ('', *datasets.MANUAL_DIR_MAKERS), 'input.make_manual_dir',
+  maker = inp.make_manual_dir
+  require(maker in ('', *datasets.MANUAL_DIR_MAKERS), 'input.make_manual_dir',
            maker, f"'' or one of {list(datasets.MANUAL_DIR_MAKERS)}")
 
-  accumulate = config.optim.get('accumulate_steps', 1)
-  _require(inp.batch_size % (num_devices * accumulate) == 0,
+  accumulate = config.optim.accumulate_steps
+  require(inp.batch_size % (num_devices * accumulate) == 0,
            'optim.accumulate_steps', accumulate,
            f'a divisor of input.batch_size ({inp.batch_size}) / the device '
            f'count ({num_devices})')
 
-  ema_decay = config.get('ema_decay', 0.0)
-  _require(0 <= ema_decay < 1, 'ema_decay', ema_decay,
+  ema_decay = config.ema_decay
+  require(0 <= ema_decay < 1, 'ema_decay', ema_decay,
            'a number in [0, 1) (0: no EMA)')
   _positive_int(config, 'total_steps', allow_zero=True)
-  _require(config.total_steps > 0 or config.num_epochs > 0, 'num_epochs',
+  require(config.total_steps > 0 or config.num_epochs > 0, 'num_epochs',
            config.num_epochs, 'a positive number when total_steps is 0')
   for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
               'keep_checkpoints'):
     _positive_int(config, key)
   for key in ('image_summary_every_steps', 'profile_steps'):
     _positive_int(config, key, allow_zero=True)
-  _require(config.init_from.parts in checkpoints.PARTS, 'init_from.parts',
-           config.init_from.parts, f'one of {list(checkpoints.PARTS)}')
+  parts = ('all', *composite.PARTS)
+  require(config.init_from.parts in parts, 'init_from.parts',
+           config.init_from.parts, f'one of {list(parts)}')
   if config.init_from.workdir and not resuming:
     _validate_warm_start_source(config, source)
 
@@ -122,7 +118,7 @@ def _validate_warm_start_source(config: ml_collections.ConfigDict,
   workdir, parts = config.init_from.workdir, config.init_from.parts
   if not paths.resolve(workdir).is_dir():
     raise ConfigError(f'config.init_from.workdir={workdir!r} does not exist.')
-  model, imported = source or checkpoints.source_model(workdir)
+  model, imported = source or run_record.source_model(workdir)
   if imported is not None and parts != 'backbone':
     raise ConfigError(
         f'config.init_from.parts={parts!r} is invalid; {workdir} holds '
@@ -131,10 +127,8 @@ def _validate_warm_start_source(config: ml_collections.ConfigDict,
     return
   source = (f"the weights imported from {imported['source']}" if imported
             else f'the run in {workdir}')
-  defaults = dict(convention='torchvision')
   for key in ('name', 'convention'):
-    ours = config.model.get(key, defaults.get(key))
-    theirs = model.get(key, defaults.get(key))
+    ours, theirs = config.model[key], model[key]
     if ours != theirs:
       raise ConfigError(
           f'config.model.{key}={ours!r} does not match {source} '
@@ -144,13 +138,13 @@ def _validate_warm_start_source(config: ml_collections.ConfigDict,
 def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
   """Checks that need the dataset's metadata (but not its records)."""
   if info.num_classes is not None and config.task == 'classification':
-    _require(config.model.num_classes == info.num_classes,
+    require(config.model.num_classes == info.num_classes,
              'model.num_classes', config.model.num_classes,
              f'{info.num_classes}, the class count of {config.input.dataset}')
   if config.task == 'iqa':
-    _require(len(info.label_shape) == 1,
+    require(len(info.label_shape) == 1,
              'input.label_key', config.input.label_key,
              'a feature holding one rating distribution per example')
-    _require(config.model.num_classes == info.label_shape[0],
+    require(config.model.num_classes == info.label_shape[0],
              'model.num_classes', config.model.num_classes,
              f'{info.label_shape[0]}, the rating bins of {config.input.label_key}')

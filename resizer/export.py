@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from absl import flags
 import numpy as np
 
-from resizer import cli, paths
+from resizer import cli, paths, run_record
 
 # TensorFlow, JAX and the models are imported where they are used, so that
 # --help answers at once.
@@ -62,13 +62,12 @@ def export(workdir: str, out: str, platforms: Sequence[str] = PLATFORMS,
   """Exports the latest checkpoint of the run in `workdir` to `out`
   (which must not exist yet; either may be gs://), with its EMA weights if
   `ema`; returns what `out/export.json` holds."""
-  from resizer import checkpoints
   from resizer.models import composite
   out = paths.resolve(out)
   if out.exists():
     raise FileExistsError(f'--out={out!r} already exists; choose a new '
                           'directory (nothing was overwritten).')
-  config, variables, step = checkpoints.load_run(workdir, ema=ema)
+  config, variables, step = run_record.load_run(workdir, ema=ema)
   config.model.dtype = 'float32'
   model = composite.build_model(config)
   in_size, out_size = composite.sizes(config.resizer)

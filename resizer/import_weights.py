@@ -44,7 +44,8 @@ from typing import Iterator, Mapping
 from absl import flags
 import numpy as np
 
-from resizer import cli, paths
+from configs import common
+from resizer import cli, paths, run_record
 from resizer.models import conventions
 
 # JAX, flax and the model zoo are imported where they are used, so that
@@ -286,7 +287,7 @@ def import_weights(model: str, source: str, out: str,
   if not source.is_file():
     raise FileNotFoundError(f'--source={str(source)!r} does not exist.')
   out = paths.resolve(out)
-  if (out / 'checkpoints').exists() or (out / checkpoints.IMPORTED_JSON).exists():
+  if (out / 'checkpoints').exists() or (out / run_record.IMPORTED_JSON).exists():
     raise FileExistsError(f'--out={str(out)!r} already holds a checkpoint; '
                           'choose a new directory (nothing was overwritten).')
 
@@ -305,8 +306,9 @@ def import_weights(model: str, source: str, out: str,
     raise WeightsMismatch(f'{source}: has no classifier tensor {head!r}; is '
                           f'it a {model} file?')
   convention = 'keras' if fmt == 'keras' else 'torchvision'
-  model_cfg = dict(name=model, num_classes=int(num_classes),
-                   dtype='float32', convention=convention)
+  model_cfg = dict(common.base_config().model.to_dict(), name=model,
+                   num_classes=int(num_classes), dtype='float32',
+                   convention=convention)
   backbone = composite.build_backbone(model_cfg)
   shapes = jax.eval_shape(
       lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
@@ -325,7 +327,7 @@ def import_weights(model: str, source: str, out: str,
   mgr.close()
   description = dict(model=model_cfg, source=str(source), format=fmt,
                      sha256=digest, num_tensors=len(tensors))
-  paths.write_text_atomic(out / checkpoints.IMPORTED_JSON,
+  paths.write_text_atomic(out / run_record.IMPORTED_JSON,
                           json.dumps(description, indent=2))
   return description
 

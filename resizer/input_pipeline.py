@@ -48,7 +48,7 @@ def get_builder(cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     raise DatasetNotReadyError(
         f'config.input.dataset={cfg.dataset!r} is not a TFDS dataset '
         f'({str(e).splitlines()[0]})') from None
-  if cfg.get('prepare', False):
+  if cfg.prepare:
     _prepare_once(builder, cfg)
     # What process 0 wrote: a builder made before it existed has no splits.
     builder = tfds.builder(cfg.dataset, data_dir=data_dir)

@@ -97,7 +97,7 @@ def _train() -> None:
                  checkpoints.ModelMismatch, checkpoints.UnusableParams)
 
   config = cli.config('config')
-  if not config.get('name'):
+  if not config.name:
     with config.unlocked():
       config.name = flags.FLAGS['config'].config_filename
   try:

@@ -7,36 +7,33 @@ import jax
 import ml_collections
 import optax
 
-PARTS = ('resizer', 'backbone')
+from resizer import config_checks
+from resizer.models import composite
+
 SCHEDULES = ('step', 'cosine', 'constant')
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 
 
-def _require(ok: bool, key: str, value, expected: str) -> None:
-  if not ok:
-    raise ValueError(f'config.optim.{key}={value!r} is invalid; expected '
-                     f'{expected}.')
-
-
 def check(optim: ml_collections.ConfigDict) -> None:
-  """Raises a ValueError naming the first bad field of a `config.optim`
-  block; `make_optimizer` runs it too, but it needs no step counts, so the
-  trainer can call it before reading any data."""
-  _require(optim.name in OPTIMIZERS, 'name', optim.name, f'one of '
-           f'{list(OPTIMIZERS)}')
-  _require(optim.schedule in SCHEDULES, 'schedule', optim.schedule,
-           f'one of {list(SCHEDULES)}')
-  _require(optim.freeze in ('',) + PARTS, 'freeze', optim.freeze,
-           f"'' or one of {list(PARTS)}")
-  _require(optim.learning_rate > 0, 'learning_rate', optim.learning_rate,
-           'a positive number')
-  for part in PARTS:
+  """Raises a ConfigError (a ValueError) naming the first bad field of a
+  `config.optim` block; `make_optimizer` runs it too, but it needs no step
+  counts, so the trainer can call it before reading any data."""
+  require = config_checks.require
+  require(optim.name in OPTIMIZERS, 'optim.name', optim.name,
+          f'one of {list(OPTIMIZERS)}')
+  require(optim.schedule in SCHEDULES, 'optim.schedule', optim.schedule,
+          f'one of {list(SCHEDULES)}')
+  require(optim.freeze in ('',) + composite.PARTS, 'optim.freeze',
+          optim.freeze, f"'' or one of {list(composite.PARTS)}")
+  require(optim.learning_rate > 0, 'optim.learning_rate', optim.learning_rate,
+          'a positive number')
+  for part in composite.PARTS:
     key = f'{part}_lr_mult'
-    _require(optim[key] >= 0, key, optim[key], 'a number >= 0')
-  accumulate = optim.get('accumulate_steps', 1)
-  _require(isinstance(accumulate, int) and not isinstance(accumulate, bool)
-           and accumulate >= 1, 'accumulate_steps', accumulate,
-           'an integer >= 1')
+    require(optim[key] >= 0, f'optim.{key}', optim[key], 'a number >= 0')
+  accumulate = optim.accumulate_steps
+  require(isinstance(accumulate, int) and not isinstance(accumulate, bool)
+          and accumulate >= 1, 'optim.accumulate_steps', accumulate,
+          'an integer >= 1')
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict,
@@ -95,7 +92,7 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int,
   check(optim)
   schedule = learning_rate_schedule(optim, steps_per_epoch, total_steps)
   parts = {}
-  for part in PARTS:
+  for part in composite.PARTS:
     mult = optim[f'{part}_lr_mult']
     if part == optim.freeze or mult == 0:
       parts[part] = optax.set_to_zero()
@@ -103,7 +100,7 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int,
       parts[part] = _base_optimizer(
           optim, lambda step, m=mult: m * schedule(step))
   tx = optax.multi_transform(
-      parts, lambda params: {k: k if k in PARTS else 'backbone' for k in params})
+      parts, lambda params: {k: k if k in composite.PARTS else 'backbone' for k in params})
   if optim.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
   return tx, schedule

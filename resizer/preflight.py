@@ -258,13 +258,13 @@ def check(config, devices: Sequence, num_processes: int,
   against). Whether it fits is in report['fits']; `why_not` says why not."""
   steps = Steps(config, devices, num_processes)
   n = len(steps.devices)
-  accumulate = config.optim.get('accumulate_steps', 1)
+  accumulate = config.optim.accumulate_steps
   report: dict[str, Any] = dict(
-      config=config.get('name', ''), devices=n, processes=num_processes,
+      config=config.name, devices=n, processes=num_processes,
       device_kind=steps.devices[0].device_kind, hbm_gib=hbm_gib,
       resizer=config.resizer.kind, global_batch=config.input.batch_size,
       eval_batch=config.input.eval_batch_size, dtype=config.model.dtype,
-      remat=config.model.get('remat', 'none'), accumulate_steps=accumulate)
+      remat=config.model.remat, accumulate_steps=accumulate)
   log(f"{report['config']}: {n} x {report['device_kind']} in "
       f'{num_processes} host(s)'
       + ('' if hbm_gib is None else f', {hbm_gib:g} GiB HBM each')
@@ -415,7 +415,7 @@ def main(argv: Sequence[str]) -> None:
     jax.config.update('jax_platforms', 'cpu')
   from resizer import config_checks
   config = cli.config('config')
-  if not config.get('name'):
+  if not config.name:
     with config.unlocked():
       config.name = FLAGS['config'].config_filename
   try:

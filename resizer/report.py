@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from resizer import cli, paths
+from resizer import cli, paths, run_record
 
 # What makes two runs the same setting (everything but the seed).
 SETTING_KEYS = ('dataset', 'model', 'resizer', 'interpolation', 'antialias',
@@ -34,26 +34,18 @@ PERCENT_METRICS = ('top1_accuracy', 'top5_accuracy', 'accuracy',
                    'binary_accuracy')
 
 
-class ResultsError(ValueError):
-  """A run directory whose results cannot be read."""
+ResultsError = run_record.ResultsError
 
 
 def load_results(run_dir: str) -> dict[str, Any]:
   """The results.json of `run_dir`, checked for the fields the table needs."""
-  path = paths.resolve(run_dir) / 'results.json'
-  try:
-    results = json.loads(path.read_text())
-  except FileNotFoundError:
-    raise ResultsError(f'{path}: missing (is the run finished?)') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ResultsError(f'{path}: not valid JSON ({e})') from None
-  if not isinstance(results, dict):
-    raise ResultsError(f'{path}: expected a JSON object')
+  results = run_record.load_results(run_dir)
   missing = [k for k in (*SETTING_KEYS, 'eval', 'main_metric', 'seed',
                          'trainable_params', 'gflops_per_image',
                          'wall_time_sec') if k not in results]
   if missing:
-    raise ResultsError(f'{path}: missing keys {missing}')
+    raise ResultsError(f'{paths.resolve(run_dir) / run_record.RESULTS_JSON}: '
+                       f'missing keys {missing}')
   return results
 
 

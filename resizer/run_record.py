@@ -1,4 +1,4 @@
-"""What a workdir records about its run, and the checks against it.
+"""What a workdir holds besides its checkpoints, read and written here only.
 
 - `config.json`: the config that training computes with. A resume compares
   the new config with it first: a change to any key that changes what
@@ -10,22 +10,57 @@
   killed launch still counts up to its last checkpoint.
 - `results.json`: the final evaluation of training, the segments and their
   totals; `eval_only` evaluations are appended to it and do not replace it.
+- `imported.json`: in a directory made by `resizer.import_weights` instead
+  of a run, what the imported weights are (model, convention, source).
+
+The trainer, `report`, `export` and `visualize` all read a workdir through
+this module. It imports neither JAX nor the models at load time, so the
+tools that only read JSON start at once.
 """
 
 import json
 import time
 from typing import Any
 
-import flax
-import jax
 import ml_collections
 from absl import logging
 
 from resizer import paths
-from resizer.models import composite
+from resizer.models import conventions
 
-# Keys a resume may change freely: where things are, how often the run
-# reports, and what this launch does (not what training computes).
+CONFIG_JSON = 'config.json'
+RESULTS_JSON = 'results.json'
+IMPORTED_JSON = 'imported.json'
+
+# Every key of configs/common.base_config is classified for a resume, and
+# tests/test_run_record.py fails on one that is not. A new key goes into
+# TRAINING_KEYS or FREE_KEYS and, because runs recorded before it lack it,
+# into ADDED_KEYS with the value that reproduces them.
+
+# A change is refused: training would compute something else.
+TRAINING_KEYS = (
+    'seed', 'task', 'num_epochs', 'total_steps', 'bn_cross_device',
+    'ema_decay',
+    'input.dataset', 'input.image_key', 'input.label_key', 'input.train_split',
+    'input.eval_split', 'input.batch_size', 'input.shuffle_buffer',
+    'input.crop_area_range', 'input.aspect_ratio_range', 'input.flip',
+    'input.eval_crop_fraction', 'input.interpolation', 'input.antialias',
+    'model.name', 'model.num_classes', 'model.dtype', 'model.convention',
+    # Same convolutions in other forms: other rounding, so other weights.
+    'model.conv_impl',
+    'resizer.kind', 'resizer.in_size', 'resizer.out_size',
+    'resizer.interpolation', 'resizer.antialias', 'resizer.num_filters',
+    'resizer.num_res_blocks', 'resizer.num_layers', 'resizer.kernel_size',
+    'resizer.stddev', 'resizer.avg_pool',
+    'loss.label_smoothing', 'loss.emd_r',
+    'optim.name', 'optim.learning_rate', 'optim.momentum', 'optim.nesterov',
+    'optim.schedule', 'optim.decay_factor', 'optim.decay_epochs',
+    'optim.warmup_epochs', 'optim.weight_decay', 'optim.grad_clip_norm',
+    'optim.accumulate_steps', 'optim.resizer_lr_mult',
+    'optim.backbone_lr_mult', 'optim.freeze',
+)
+# A change is allowed: where things are, how often the run reports, and
+# what this launch does, not what training computes.
 FREE_KEYS = (
     'name', 'eval_only', 'init_from.workdir', 'init_from.parts',
     'input.data_dir', 'input.manual_dir', 'input.make_manual_dir',
@@ -36,11 +71,13 @@ FREE_KEYS = (
     # Recomputing instead of storing changes memory, not results.
     'model.remat',
 )
-
+# Keys added after runs were recorded: absent from a record means this
+# value, which is what those runs computed with (before conventions, every
+# backbone had torchvision's layout).
+ADDED_KEYS = {'optim.accumulate_steps': 1, 'ema_decay': 0.0,
+              'model.convention': 'torchvision'}
 
 SIZE_KEYS = ('resizer.in_size', 'resizer.out_size')
-# Keys added after runs were recorded: absent from a record means this value.
-ADDED_KEYS = {'optim.accumulate_steps': 1, 'ema_decay': 0.0}
 
 
 class ConfigChangedError(ValueError):
@@ -51,7 +88,13 @@ def _flat(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
   """Dotted keys → JSON values (tuples as lists, as config.json has them)."""
   if isinstance(config, ml_collections.ConfigDict):
     config = json.loads(config.to_json_best_effort())
-  return flax.traverse_util.flatten_dict(config, sep='.')
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, dict) and value:
+      flat.update({f'{key}.{k}': v for k, v in _flat(value).items()})
+    else:
+      flat[key] = value
+  return flat
 
 
 def config_changes(recorded: dict, config: ml_collections.ConfigDict
@@ -69,6 +112,7 @@ def _comparable(key: str, value: Any) -> Any:
   """Sizes as (height, width), however they were written (448, [448, 448],
   '448x448')."""
   if key in SIZE_KEYS and value is not None:
+    from resizer.models import composite  # pylint: disable=g-import-not-at-top
     try:
       return composite.as_size(value, key)
     except ValueError:
@@ -80,7 +124,7 @@ def check_resume(workdir: paths.PathLike, config: ml_collections.ConfigDict,
                  allow_changes: bool) -> list[tuple[str, Any, Any]]:
   """The changes from the recorded config; raises ConfigChangedError if
   there are any and they are not allowed. Writes nothing."""
-  path = paths.resolve(workdir) / 'config.json'
+  path = paths.resolve(workdir) / CONFIG_JSON
   if not path.exists():
     return []
   changes = config_changes(json.loads(path.read_text()), config)
@@ -105,7 +149,7 @@ def write_config(workdir: paths.PathLike, config: ml_collections.ConfigDict,
     log.append(dict(step=step, time=time.time(), changes=[
         dict(key=k, recorded=old, new=new) for k, old, new in changes]))
     paths.write_text_atomic(log_path, json.dumps(log, indent=2))
-  paths.write_text_atomic(root / 'config.json',
+  paths.write_text_atomic(root / CONFIG_JSON,
                           config.to_json_best_effort(indent=2))
 
 
@@ -143,25 +187,127 @@ class Segments:
     return [*self.earlier, self.current]
 
 
+class ResultsError(ValueError):
+  """A run directory whose results.json cannot be read."""
+
+
 def write_results(workdir: paths.PathLike, results: dict[str, Any]) -> None:
   """Writes results.json whole (or not at all)."""
-  paths.write_text_atomic(paths.resolve(workdir) / 'results.json',
+  paths.write_text_atomic(paths.resolve(workdir) / RESULTS_JSON,
                           json.dumps(results, indent=2))
 
 
-def read_results(workdir: paths.PathLike) -> dict[str, Any] | None:
-  """results.json, or None before training first finished. An unreadable
-  one is named, moved aside (process 0) and read as None: the run rebuilds
-  it from its checkpoint and segments.json."""
-  path = paths.resolve(workdir) / 'results.json'
+def load_results(workdir: paths.PathLike) -> dict[str, Any]:
+  """results.json as a dict; ResultsError naming the file and what is wrong
+  (missing, not JSON, not an object)."""
+  path = paths.resolve(workdir) / RESULTS_JSON
   try:
-    return json.loads(path.read_text())
-  except FileNotFoundError:  # (Or just moved aside by process 0.)
-    return None
+    results = json.loads(path.read_text())
+  except FileNotFoundError:
+    raise ResultsError(f'{path}: missing (is the run finished?)') from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    aside = path.parent / f'results.json.unreadable-{time.strftime("%Y%m%d-%H%M%S")}'
-    logging.warning('%s is not valid JSON (%s); moving it to %s and '
-                    'rebuilding it.', path, e, aside)
-    if jax.process_index() == 0:
+    raise ResultsError(f'{path}: not valid JSON ({e})') from None
+  if not isinstance(results, dict):
+    raise ResultsError(f'{path}: expected a JSON object')
+  return results
+
+
+def read_results(workdir: paths.PathLike, move_aside: bool
+                 ) -> dict[str, Any] | None:
+  """results.json for the trainer, or None before training first finished.
+  An unreadable one is named, moved aside (by the process given
+  `move_aside`, one per job) and read as None: the run rebuilds it from its
+  checkpoint and segments.json."""
+  path = paths.resolve(workdir) / RESULTS_JSON
+  if not path.exists():
+    return None
+  try:
+    return load_results(workdir)
+  except ResultsError as e:
+    if not path.exists():  # Just moved aside by another process.
+      return None
+    aside = path.parent / f'{RESULTS_JSON}.unreadable-{time.strftime("%Y%m%d-%H%M%S")}'
+    logging.warning('%s; moving it to %s and rebuilding it.', e, aside)
+    if move_aside:
       path.rename(aside)
     return None
+
+
+# ------------------------------------------------- a run, or imported weights
+
+
+def read_json(path: paths.PathLike) -> Any:
+  """A JSON file (local or gs://)."""
+  return json.loads(paths.resolve(path).read_text())
+
+
+def read_config(workdir: paths.PathLike) -> ml_collections.ConfigDict:
+  """The config a run recorded, with the keys added since it was recorded
+  at the values that reproduce it (ADDED_KEYS)."""
+  path = paths.resolve(workdir) / CONFIG_JSON
+  if not path.exists():
+    raise FileNotFoundError(f'{path} is missing: is {workdir} a run directory '
+                            'written by resizer.main?')
+  config = ml_collections.ConfigDict(read_json(path))
+  for key, value in ADDED_KEYS.items():
+    *blocks, leaf = key.split('.')
+    node = config
+    for block in blocks:
+      node = node[block]
+    if leaf not in node:
+      node[leaf] = value
+  return config
+
+
+def load_run(workdir: paths.PathLike, ema: bool = False
+             ) -> tuple[ml_collections.ConfigDict, dict, int]:
+  """(config, {'params', 'batch_stats'}, step) of the latest checkpoint of a
+  run written by resizer.main, on this process's first device; with `ema`,
+  'params' are the run's EMA weights (config.ema_decay > 0)."""
+  from resizer import checkpoints  # pylint: disable=g-import-not-at-top
+  config = read_config(workdir)
+  state = checkpoints.load(workdir)
+  if ema and 'ema_params' not in state:
+    raise ValueError(f'{workdir} kept no EMA weights (its config.ema_decay '
+                     'is 0); export its own weights instead.')
+  return config, {'params': state['ema_params' if ema else 'params'],
+                  'batch_stats': state['batch_stats']}, int(state['step'])
+
+
+def source_model(workdir: paths.PathLike) -> tuple[dict | None, dict | None]:
+  """(config.model, imported.json) of a warm-start source: a run's workdir
+  gives its config's model block and None; an import directory gives the
+  imported model and its description. (None, None) when neither is there."""
+  root = paths.resolve(workdir)
+  if (root / IMPORTED_JSON).exists():
+    description = read_json(root / IMPORTED_JSON)
+    return description['model'], description
+  if (root / CONFIG_JSON).exists():
+    return read_config(root).model.to_dict(), None
+  return None, None
+
+
+def resolve_convention(config: ml_collections.ConfigDict,
+                       recorded: paths.PathLike | None = None
+                       ) -> tuple[dict | None, dict | None]:
+  """Replaces `config.model.convention='from_weights'` (what the `weights=`
+  config argument records) by the convention of the weights in
+  `config.init_from.workdir`; returns that source's `source_model` (read
+  once, here). A resumed run passes its workdir as `recorded`: if the
+  source is gone, the convention the run recorded stands. ValueError naming
+  the key when there is nothing to take it from."""
+  workdir = config.init_from.workdir
+  source = source_model(workdir) if workdir else (None, None)
+  if config.model.convention != conventions.FROM_WEIGHTS:
+    return source
+  model = source[0]
+  if model is None and recorded is not None:
+    model = source_model(recorded)[0]
+  if model is None:
+    raise ValueError(
+        f"config.model.convention='{conventions.FROM_WEIGHTS}' takes the "
+        f'convention of config.init_from.workdir={workdir!r}, which has '
+        f'neither {IMPORTED_JSON} (python -m resizer.import_weights) nor '
+        f'{CONFIG_JSON} (a run).')
+  config.model.convention = model['convention']
+  return source

@@ -53,7 +53,7 @@ def iqa(config: ml_collections.ConfigDict) -> Task:
   """Image quality assessment: logits → softmax over the K rating bins,
   trained with the normalised EMD to the human rating distribution
   (`batch['label']`, from `config.input.label_key`)."""
-  r = config.loss.get('emd_r', 2.0)
+  r = config.loss.emd_r
 
   def head(logits):
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)

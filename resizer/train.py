@@ -194,12 +194,12 @@ def make_program(config: ml_collections.ConfigDict, parts: 'Parts', mesh,
   The step counts only shape the learning-rate schedule."""
   tx, lr_schedule = optim.make_optimizer(config.optim, steps_per_epoch,
                                          total_steps)
-  ema_decay = config.get('ema_decay', 0.0)
+  ema_decay = config.ema_decay
   in_size = composite.sizes(config.resizer).input
   return Program(
       init=make_init(parts.eval_model, tx, in_size, mesh, ema=ema_decay > 0),
       train_step=make_train_step(parts.model, tx, parts.task, lr_schedule,
-                                 mesh, config.optim.get('accumulate_steps', 1),
+                                 mesh, config.optim.accumulate_steps,
                                  ema_decay),
       eval_step=make_eval_step(parts.eval_model, parts.task, mesh),
       lr_schedule=lr_schedule)
@@ -244,11 +244,11 @@ def build(config: ml_collections.ConfigDict, num_devices: int,
   then `config_checks` what spans blocks or depends on the machine.
 
   A convention recorded as 'from_weights' is resolved here, in `config`
-  (checkpoints.resolve_convention), reading the warm-start source once;
+  (run_record.resolve_convention), reading the warm-start source once;
   `resuming_in`: the workdir of the run being resumed."""
   config_checks.require_blocks(config)
   try:
-    source = checkpoints.resolve_convention(config, recorded=resuming_in)
+    source = run_record.resolve_convention(config, recorded=resuming_in)
     task = tasks.get_task(config)
     bn_axis = AXIS if config.bn_cross_device else None
     parts = Parts(task, composite.build_model(config, bn_axis_name=bn_axis),
@@ -288,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   except ValueError as e:
     raise config_checks.ConfigError(str(e)) from None
   config_checks.validate_against_data(config, info)
-  logging.info('Config %s:\n%s', config.get('name', ''), config)
+  logging.info('Config %s:\n%s', config.name, config)
   owner = lease.Lease(workdir)
   refused = None
   if jax.process_index() == 0:
@@ -339,7 +339,7 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
   # ------------------------------------------- optimiser, train & eval steps
   program = make_program(config, parts, mesh, steps_per_epoch, total_steps)
   p_train_step, p_eval_step = program.train_step, program.eval_step
-  use_ema = config.get('ema_decay', 0.0) > 0
+  use_ema = config.ema_decay > 0
   rng = jax.random.key(config.seed)
   state = program.init(jax.random.fold_in(rng, 0))
 
@@ -365,7 +365,7 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
                             'checkpoint to evaluate.')
   start_step = int(state['step'])
   if (start_step >= total_steps and not config.eval_only and not config_changes
-      and (finished := run_record.read_results(workdir)) is not None):
+      and (finished := run_record.read_results(workdir, jax.process_index() == 0)) is not None):
     mgr.close()
     logging.info('%s finished at step %d already: nothing to do.', workdir,
                  start_step)
@@ -437,7 +437,7 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
     evaluation = dict(step=start_step, **evaluations,
                       num_devices=jax.device_count(), time=time.time(),
                       wall_time_sec=round(time.time() - start_time, 1))
-    results = run_record.read_results(workdir) or results_record(
+    results = run_record.read_results(workdir, jax.process_index() == 0) or results_record(
         config, model_info, {}, start_step, [], task.main_metric)
     results.setdefault('evaluations', []).append(evaluation)
     if is_writer:
@@ -573,7 +573,7 @@ def results_record(config: ml_collections.ConfigDict,
   and 'eval_ema' with an EMA), and the training segments with their total
   wall time."""
   return dict(
-      config=config.get('name', ''), seed=config.seed,
+      config=config.name, seed=config.seed,
       dataset=config.input.dataset, task=config.task,
       main_metric=main_metric, **model_info,
       eval=evaluations.get('eval', {}), **{

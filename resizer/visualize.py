@@ -15,7 +15,7 @@ import io
 import numpy as np
 from absl import flags
 
-from resizer import cli, paths
+from resizer import cli, paths, run_record
 
 # TensorFlow, JAX, matplotlib and the models are imported where they are
 # used, so that --help answers at once.
@@ -28,9 +28,8 @@ COLUMNS = (('input', 'input'), ('naive', 'naive resize'),
 
 def load_run(workdir: str):
   """(config, model, variables) of the latest checkpoint in `workdir`."""
-  from resizer import checkpoints
   from resizer.models import composite
-  config, variables, _ = checkpoints.load_run(workdir)
+  config, variables, _ = run_record.load_run(workdir)
   return config, composite.build_model(config), variables
 
 

@@ -85,7 +85,7 @@ def test_memory_only_reports_xla_memory_and_the_largest_batch_that_fits(
   bench = load_module('train_step.py')
   config = bench.make_config(argparse.Namespace(
       config='configs/demo.py', out_size=16, model='resnet_tiny',
-      dtype='float32', remat=None),
+      dtype='float32', remat=None, conv_impl='cpu_forms'),
       f"{r['resizer']}:{r['in_size'][0]}:{r['remat']}")
   for batch, fits in ((8, True), (16, False)):
     compiled = bench.compile_step(config, batch, jax.devices(),

@@ -5,7 +5,6 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -19,10 +18,9 @@ from tests.helpers import init_compiled, variable_counts
 
 def config(resizer='learned', in_size=64, out_size=32, name='resnet_tiny',
            num_classes=5, dtype='float32'):
-  c = ml_collections.ConfigDict()
+  c = common.base_config()
   c.resizer = common.resizer_config(resizer, in_size, out_size)
-  c.model = ml_collections.ConfigDict(dict(name=name, num_classes=num_classes,
-                                           dtype=dtype))
+  c.model.update(name=name, num_classes=num_classes, dtype=dtype)
   return c
 
 

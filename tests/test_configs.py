@@ -177,4 +177,4 @@ def test_float16_is_refused_pointing_to_bfloat16():
   config.model.dtype = 'float16'
   with pytest.raises(config_checks.ConfigError,
                      match=r"model.dtype='float16'.*'bfloat16'.*loss scaling"):
-    config_checks.validate(config, 1, 1)
+    train.build(config, 1, 1)

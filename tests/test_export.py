@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resizer import checkpoints, export
+from resizer import checkpoints, export, run_record
 from resizer.models import composite
 from tests.tiny_runs import copy_run, run, tiny_config
 
@@ -25,7 +25,7 @@ def fixture_exported(tmp_path_factory, trained_tiny_run):
 
 
 def jax_outputs(workdir, images):
-  config, variables, _ = checkpoints.load_run(str(workdir))
+  config, variables, _ = run_record.load_run(str(workdir))
   model = composite.build_model(config)
   resized = model.apply(variables, images, train=False, method=model.resize)
   return np.asarray(resized), np.asarray(model.apply(variables, images,
@@ -120,7 +120,7 @@ def test_ema_weights_are_exported_on_request(tmp_path, exported):
   assert description['weights'] == 'ema'
   state = checkpoints.load(str(tmp_path / 'run'))
   x = images(2)
-  config, variables, _ = checkpoints.load_run(str(tmp_path / 'run'))
+  config, variables, _ = run_record.load_run(str(tmp_path / 'run'))
   model = composite.build_model(config)
   ema_logits = model.apply({**variables, 'params': state['ema_params']}, x,
                            train=False)

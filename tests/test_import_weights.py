@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from configs import common
 from resizer import checkpoints, import_weights
 from resizer.models import composite
 from tests import torch_models
@@ -36,10 +37,11 @@ def images(seed=0):
 def our_logits(out_dir, name, convention, x):
   """Logits of our composite model (no resizing) warm-started from `out_dir`."""
   state = checkpoints.load(str(out_dir))
-  model = composite.build_model(dict(
-      model=dict(name=name, num_classes=NUM_CLASSES, dtype='float32',
-                 convention=convention),
-      resizer=dict(kind='none', in_size=SIZE, out_size=SIZE)))
+  config = common.base_config()
+  config.model.update(name=name, num_classes=NUM_CLASSES, dtype='float32',
+                      convention=convention)
+  config.resizer = common.resizer_config('none', SIZE, SIZE)
+  model = composite.build_model(config)
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
   return np.asarray(jax.jit(
       lambda v, x: model.apply(v, x, train=False))(variables, x))

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from configs import common
-from resizer import checkpoints, config_checks, import_weights, train
+from resizer import checkpoints, config_checks, import_weights, run_record
+from resizer import train
 from resizer.models import composite
 from tests import helpers, torch_models
 from tests.tiny_runs import final_params, run, tiny_config
@@ -149,7 +150,7 @@ def test_every_config_takes_weights_and_their_convention(name, tmp_path):
   assert c.init_from.workdir == str(tmp_path)
   assert c.init_from.parts == 'backbone'
   assert c.model.convention == 'from_weights'
-  checkpoints.resolve_convention(c)  # What the trainer and tools do.
+  run_record.resolve_convention(c)  # What the trainer and tools do.
   assert c.model.convention == 'keras'
   assert module.get_config().init_from.workdir == ''
   # The config itself reads nothing: any path parses.

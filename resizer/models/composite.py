@@ -1,6 +1,6 @@
 """The model the trainer trains: a resizer, then a backbone; built from a config.
 
-`build_model(config)` reads two config blocks (any mapping with `.get`; an
+`build_model(config)` reads two config blocks (any mapping; an
 `ml_collections.ConfigDict` in practice):
 
   config.resizer: kind ('learned' | 'fixed' | 'muller' | 'none'), in_size,
@@ -8,10 +8,11 @@
       num_res_blocks (learned), num_layers, kernel_size, stddev, avg_pool
       (muller).
   config.model: name (a key of BACKBONES), num_classes, dtype ('float32' |
-      'bfloat16' | 'float16'), convention ('torchvision' | 'keras', see
-      conventions.py; optional, default 'torchvision'), remat (one of
-      REMAT; optional, default 'none'), conv_impl (a key of
-      common.CONV_IMPLS; optional, default 'lax').
+      'bfloat16'), convention ('torchvision' | 'keras', see
+      conventions.py), remat (one of REMAT), conv_impl (a key of
+      common.CONV_IMPLS).
+
+Every field is required: configs/common.py holds the defaults.
 
 Sizes are an int (square) or a (height, width) pair.
 """
@@ -69,8 +70,7 @@ def with_weights() -> list[str]:
 
 
 RESIZER_KINDS = ('learned', 'fixed', 'muller', 'none')
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
-          'float16': jnp.float16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 # `config.model.remat`: which activations the train step stores for the
 # backward pass. 'none' stores every one. 'resizer' stores only the
@@ -81,6 +81,11 @@ REMAT = ('none', 'resizer')
 
 # ImageNet statistics of images scaled to [0, 1].
 IMAGENET_MEAN, IMAGENET_STD = conventions.NORMALIZATIONS['imagenet']
+
+
+# The two parts of every model, as its submodules and parameter trees are
+# named: what optim.freeze, the *_lr_mult and init_from.parts refer to.
+PARTS = ('resizer', 'backbone')
 
 
 class ResizerBackbone(nn.Module):
@@ -178,8 +183,8 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
   in_size, out_size = sizes(cfg)
   prefix = f'config.resizer (kind={kind!r})'
   common = dict(out_size=out_size,
-                interpolation=cfg.get('interpolation', 'bilinear'),
-                antialias=cfg.get('antialias', False), resize_fn=resize_fn)
+                interpolation=cfg['interpolation'],
+                antialias=cfg['antialias'], resize_fn=resize_fn)
   if kind == 'none':
     if in_size != out_size:
       raise ValueError(
@@ -194,40 +199,45 @@ def build_resizer(cfg: Mapping, dtype: Dtype = jnp.float32,
 
   if kind == 'muller':
     return _with_key(prefix, maybe_remat(MullerResizer), **common, dtype=dtype,
-                     num_layers=cfg.get('num_layers', 2),
-                     kernel_size=cfg.get('kernel_size', 5),
-                     stddev=cfg.get('stddev', 1.0),
-                     avg_pool=cfg.get('avg_pool', False))
+                     num_layers=cfg['num_layers'],
+                     kernel_size=cfg['kernel_size'], stddev=cfg['stddev'],
+                     avg_pool=cfg['avg_pool'])
   return _with_key(prefix, maybe_remat(LearnedResizer), **common, dtype=dtype,
                    bn_axis_name=bn_axis_name, conv=conv,
-                   num_filters=cfg.get('num_filters', 16),
-                   num_res_blocks=cfg.get('num_res_blocks', 1))
+                   num_filters=cfg['num_filters'],
+                   num_res_blocks=cfg['num_res_blocks'])
 
 
-def _named(model_cfg: Mapping, key: str, default: str, choices: Mapping):
+def _named(model_cfg: Mapping, key: str, choices: Mapping,
+           expected: str | None = None):
   """`choices[config.model.<key>]`; a bad name fails naming key and choices."""
-  name = model_cfg.get(key, default)
+  name = model_cfg[key]
   if name not in choices:
-    raise ValueError(f'config.model.{key}={name!r} is invalid; expected one '
-                     f'of {list(choices)}.')
+    raise ValueError(f'config.model.{key}={name!r} is invalid; expected '
+                     f'{expected or f"one of {list(choices)}"}.')
   return choices[name]
 
 
 def compute_dtype(model_cfg: Mapping) -> Dtype:
   """The jnp dtype named by `config.model.dtype`."""
-  return _named(model_cfg, 'dtype', 'float32', DTYPES)
+  # float16's narrow exponent range underflows small gradients to zero
+  # unless the loss is scaled, which this trainer does not do.
+  return _named(model_cfg, 'dtype', DTYPES, expected=(
+      "'bfloat16' (float32's exponent range at float16's memory; float16 "
+      "would need loss scaling, which this trainer does not do) or "
+      "'float32'"))
 
 
 def convention(cfg: Mapping) -> conventions.Convention:
   """The weight convention named by a `config.model` block."""
   name = cfg.get('name')
-  convention = cfg.get('convention', 'torchvision')
+  convention = cfg['convention']
   if convention == 'torchvision':
     return conventions.Convention()
   if convention == conventions.FROM_WEIGHTS:
     raise ValueError(
         f'config.model.convention={convention!r} is unresolved: '
-        'checkpoints.resolve_convention(config) replaces it by that of the '
+        'run_record.resolve_convention(config) replaces it by that of the '
         'weights in config.init_from.workdir before a model is built.')
   if convention != 'keras':
     raise ValueError(f'config.model.convention={convention!r} is invalid; '
@@ -240,7 +250,7 @@ def convention(cfg: Mapping) -> conventions.Convention:
 
 def conv_impl(cfg: Mapping) -> ModuleDef:
   """The convolution module named by `config.model.conv_impl`."""
-  return _named(cfg, 'conv_impl', 'lax', CONV_IMPLS)
+  return _named(cfg, 'conv_impl', CONV_IMPLS)
 
 
 def build_backbone(cfg: Mapping, bn_axis_name: str | None = None) -> nn.Module:
@@ -268,7 +278,7 @@ def build_model(config: Mapping, bn_axis_name: str | None = None,
   `build_resizer`.
   """
   dtype = compute_dtype(config['model'])
-  remat = config['model'].get('remat', 'none')
+  remat = config['model']['remat']
   if remat not in REMAT:
     raise ValueError(f'config.model.remat={remat!r} is invalid; expected one '
                      f'of {list(REMAT)}.')

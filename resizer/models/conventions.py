@@ -49,7 +49,7 @@ class Convention:
 CONVENTIONS = ('torchvision', 'keras')
 # `config.model.convention` as the `weights=` config argument records it:
 # that of the weights in config.init_from.workdir, which the entry points
-# read (checkpoints.resolve_convention) before building a model.
+# read (run_record.resolve_convention) before building a model.
 FROM_WEIGHTS = 'from_weights'
 
 # torchvision's MobileNetV2 and EfficientNet share one layout: the stem is
