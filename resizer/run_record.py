@@ -226,7 +226,8 @@ def read_results(workdir: paths.PathLike, move_aside: bool
   except ResultsError as e:
     if not path.exists():  # Just moved aside by another process.
       return None
-    aside = path.parent / f'{RESULTS_JSON}.unreadable-{time.strftime("%Y%m%d-%H%M%S")}'
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    aside = path.parent / f'{RESULTS_JSON}.unreadable-{stamp}'
     logging.warning('%s; moving it to %s and rebuilding it.', e, aside)
     if move_aside:
       path.rename(aside)

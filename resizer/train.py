@@ -1,16 +1,23 @@
 """Training and evaluation of a resizer → backbone model, top to bottom.
 
-`train_and_evaluate(config, workdir)` runs one experiment: it checks the
-config, builds the device mesh, the input streams, the model and optimiser,
-resumes from `workdir` if a checkpoint is there, then alternates jitted
-train steps with periodic evaluation, logging and checkpointing, and writes
-`workdir/results.json` at the end.
+`train_and_evaluate(config, workdir)` runs one experiment in stages:
+
+1. `build`: the task and models; every config check, before any data is
+   read or anything is compiled. Then the dataset's metadata, and the
+   workdir's lease.
+2. `set_up`: the device mesh, step counts, the compiled program
+   (`make_program`) and the state, resumed, warm-started or fresh.
+3. `evaluate_only` (config.eval_only), or `train`: the loop of jitted train
+   steps with periodic logging, image panels, evaluation and checkpoints,
+   behind `guards.Guards` (lease, saves, preemption, segments); then the
+   final evaluation and `workdir/results.json`.
 
 The step is data-parallel: a `jax.shard_map` over a one-axis mesh of every
 device (the modern form of `pmap`) under `jax.jit`. The batch is sharded,
 parameters are replicated, the loss is the mean over the global batch (so
-its gradient is the full-batch gradient on any mesh), and BatchNorm statistics are averaged over the whole global batch through the
-mesh axis name (or kept per device with `config.bn_cross_device=False`).
+its gradient is the full-batch gradient on any mesh), and BatchNorm
+statistics are averaged over the whole global batch through the mesh axis
+name (or kept per device with `config.bn_cross_device=False`).
 """
 
 import datetime
@@ -30,8 +37,8 @@ from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from resizer import checkpoints, config_checks, event_history, image_summaries
-from resizer import hosts, input_pipeline, lease, optim, paths, preemption
+from resizer import checkpoints, config_checks, event_history, guards
+from resizer import hosts, image_summaries, input_pipeline, lease, optim, paths
 from resizer import run_record, tasks
 from resizer.models import composite, costs
 
@@ -309,25 +316,77 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     owner.release()
 
 
+class Run(NamedTuple):
+  """A run set up on its devices and workdir: what the stages below read."""
+  config: ml_collections.ConfigDict
+  task: tasks.Task
+  eval_model: nn.Module
+  builder: Any                # The TFDS builder of config.input.
+  workdir: Any                # paths.resolve'd.
+  mesh: jax.sharding.Mesh
+  program: Program
+  rng: jax.Array
+  mgr: Any                    # The workdir's checkpoint manager.
+  in_size: tuple[int, int]   # Of the images the pipeline gives.
+  local_batch: int            # This process's share of the global batch.
+  local_eval_batch: int
+  start_step: int
+  total_steps: int
+  steps_per_epoch: int
+  num_eval_batches: int
+  config_changes: list        # Allowed changes from the recorded config.
+  start_time: float
+
+
 def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
          owner: lease.Lease, allow_config_change: bool, check_recorded: bool
          ) -> dict[str, Any]:
-  """The run itself, with the workdir leased. `check_recorded`: compare
-  the config with the one recorded by the run being resumed."""
+  """The run itself, with the workdir leased: set up, then evaluate only or
+  train. `check_recorded`: compare the config with the one recorded by the
+  run being resumed."""
+  run, state = set_up(config, parts, builder, workdir, allow_config_change,
+                      check_recorded)
+  if (finished := already_finished(run)) is not None:
+    run.mgr.close()
+    logging.info('%s finished at step %d already: nothing to do.', workdir,
+                 run.start_step)
+    return finished
+  is_writer = jax.process_index() == 0
+  if is_writer and not config.eval_only:
+    # Checked and restorable: the record for resizer.visualize, export and
+    # the next resume.
+    run_record.write_config(workdir, config, run.config_changes,
+                            run.start_step)
+  segments = run_record.Segments(workdir, run.start_step, jax.device_count(),
+                                 jax.process_count(), write=is_writer)
+  hosts.on_stop(segments.end)  # A failed job records how it ended.
+
+  if is_writer and run.start_step > 0 and not config.eval_only:
+    event_history.drop_after(workdir, run.start_step)  # Logged again.
+  writer = metric_writers.create_default_writer(
+      str(workdir), just_logging=jax.process_index() > 0)
+  if run.start_step == 0 and not config.eval_only:
+    writer.write_hparams(flat_hparams(config))
+  model_info = costs.model_summary(config, run.eval_model)
+  logging.info('Model:\n%s', costs.format_summary(model_info))
+
+  if config.eval_only:
+    return evaluate_only(run, state, writer, model_info)
+  return train(run, state, writer, model_info, owner, segments)
+
+
+def set_up(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
+           allow_config_change: bool, check_recorded: bool
+           ) -> tuple[Run, dict]:
+  """The mesh, step counts and compiled program of the run, and its state:
+  resumed from the workdir's latest checkpoint, warm-started from
+  config.init_from, or fresh."""
   start_time = time.time()
-  # ------------------------------------------------------------------ config
-  task, eval_model = parts.task, parts.eval_model
   config_changes = []
   if check_recorded:  # (An evaluation trains nothing: any config goes.)
     config_changes = run_record.check_resume(workdir, config,
                                              allow_config_change)
-
-  # -------------------------------------------------------------------- mesh
   mesh = make_mesh(jax.devices())
-  sharded = NamedSharding(mesh, P(AXIS))
-
-  # ------------------------------------------------------------------- input
-  in_size = composite.sizes(config.resizer).input
   local_batch = config.input.batch_size // jax.process_count()
   local_eval_batch = config.input.eval_batch_size // jax.process_count()
   steps_per_epoch = input_pipeline.steps_per_epoch(builder, config.input,
@@ -336,14 +395,10 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
   num_eval_batches = input_pipeline.num_eval_batches(builder, config.input,
                                                      local_eval_batch)
 
-  # ------------------------------------------- optimiser, train & eval steps
   program = make_program(config, parts, mesh, steps_per_epoch, total_steps)
-  p_train_step, p_eval_step = program.train_step, program.eval_step
-  use_ema = config.ema_decay > 0
   rng = jax.random.key(config.seed)
   state = program.init(jax.random.fold_in(rng, 0))
 
-  # ------------------------------------------------ checkpoints, warm start
   mgr = checkpoints.manager(workdir, config.keep_checkpoints,
                             config.async_checkpoints)
   restored = checkpoints.restore_latest(mgr, state, workdir)
@@ -355,130 +410,90 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
     source = checkpoints.load(config.init_from.workdir,
                               sharding=NamedSharding(mesh, P()))
     state = checkpoints.warm_start(state, source, config.init_from.parts)
-    if use_ema:  # The average starts from the warm-started weights, in
-      # buffers of its own: the step donates the state, buffer by buffer.
+    if 'ema_params' in state:  # The average starts from the warm-started
+      # weights, in buffers of its own: the step donates the state.
       state['ema_params'] = jax.tree.map(jnp.copy, state['params'])
     logging.info('Warm-started %s from %s.', config.init_from.parts,
                  config.init_from.workdir)
   elif config.eval_only:
     raise FileNotFoundError(f'config.eval_only is set but {workdir} has no '
                             'checkpoint to evaluate.')
-  start_step = int(state['step'])
-  if (start_step >= total_steps and not config.eval_only and not config_changes
-      and (finished := run_record.read_results(workdir, jax.process_index() == 0)) is not None):
-    mgr.close()
-    logging.info('%s finished at step %d already: nothing to do.', workdir,
-                 start_step)
-    return finished
-  is_writer = jax.process_index() == 0
-  if is_writer and not config.eval_only:
-    # Checked (above) and restorable: the record for resizer.visualize,
-    # export and the next resume.
-    run_record.write_config(workdir, config, config_changes, start_step)
-  segments = run_record.Segments(workdir, start_step, jax.device_count(),
-                                 jax.process_count(), write=is_writer)
-  hosts.on_stop(segments.end)  # A failed job records how it ended.
+  return Run(config, parts.task, parts.eval_model, builder, workdir, mesh,
+             program, rng, mgr, composite.sizes(config.resizer).input,
+             local_batch, local_eval_batch, int(state['step']), total_steps,
+             steps_per_epoch, num_eval_batches, config_changes,
+             start_time), state
 
-  def to_global(batch):
-    """This process's numpy batch → one global array sharded over the mesh."""
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
 
-  def evaluate(state) -> dict[str, float]:
-    outputs = []
-    for batch in input_pipeline.eval_batches(
-        builder, config.input, size=in_size, local_batch_size=local_eval_batch,
-        num_batches=num_eval_batches):
-      outputs.append(p_eval_step(state, to_global(batch)))
-    gathered = multihost_utils.process_allgather(outputs, tiled=True)
-    merged = {k: np.concatenate([np.asarray(o[k]) for o in gathered])
-              for k in gathered[0]}
-    return task.summarize(merged)
+def already_finished(run: Run) -> dict[str, Any] | None:
+  """The results of a run that has trained to the end and is launched again
+  unchanged (not to evaluate): nothing is left to do."""
+  if (run.start_step < run.total_steps or run.config.eval_only
+      or run.config_changes):
+    return None
+  return run_record.read_results(run.workdir, jax.process_index() == 0)
 
-  def evaluate_all(state) -> dict[str, dict[str, float]]:
-    """{'eval': the parameters' metrics, 'eval_ema': the EMA's (if kept)},
-    the EMA with the live BatchNorm statistics."""
-    metrics = {'eval': evaluate(state)}
-    if 'ema_params' in state:
-      metrics['eval_ema'] = evaluate({**state, 'params': state['ema_params']})
-    return metrics
 
-  def write_eval(step, metrics) -> None:
-    writer.write_scalars(step, {f'{name}/{k}': v
-                                for name, values in metrics.items()
-                                for k, v in values.items()})
+def evaluate_only(run: Run, state, writer, model_info: dict[str, Any]
+                  ) -> dict[str, Any]:
+  """config.eval_only: evaluates the latest checkpoint and appends the
+  evaluation to results.json; training's own result stays."""
+  run.mgr.close()
+  evaluations = evaluate(run, state)
+  write_eval(writer, run.start_step, evaluations)
+  writer.flush()
+  evaluation = dict(step=run.start_step, **evaluations,
+                    num_devices=jax.device_count(), time=time.time(),
+                    wall_time_sec=round(time.time() - run.start_time, 1))
+  results = run_record.read_results(
+      run.workdir, jax.process_index() == 0) or results_record(
+          run.config, model_info, {}, run.start_step, [], run.task.main_metric)
+  results.setdefault('evaluations', []).append(evaluation)
+  if jax.process_index() == 0:
+    run_record.write_results(run.workdir, results)
+  return {**results, **evaluations}
 
-  # ---------------------------------------------------------------- logging
-  if is_writer and start_step > 0 and not config.eval_only:
-    event_history.drop_after(workdir, start_step)  # Logged again below.
-  writer = metric_writers.create_default_writer(
-      str(workdir), just_logging=jax.process_index() > 0)
-  if start_step == 0 and not config.eval_only:
-    writer.write_hparams(flat_hparams(config))
-  model_info = costs.model_summary(config, eval_model)
-  logging.info('Model:\n%s', costs.format_summary(model_info))
+
+def train(run: Run, state, writer, model_info: dict[str, Any],
+          owner: lease.Lease, segments: run_record.Segments
+          ) -> dict[str, Any]:
+  """The training loop, from the run's start step to its last, with the
+  workdir's guards; then the final evaluation and results.json."""
+  config, total_steps = run.config, run.total_steps
   image_batch = next(input_pipeline.eval_batches(
-      builder, config.input, size=in_size,
-      local_batch_size=local_eval_batch, num_batches=1))['image'][:4]
-
-  make_panels = image_summaries.panel_fn(eval_model)
-
-  def write_images(step, state):
-    variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-    panels = make_panels(variables, image_batch)
-    writer.write_images(step, {f'resizer/{k}': v for k, v in panels.items()})
-
-  if config.eval_only:
-    mgr.close()
-    evaluations = evaluate_all(state)
-    write_eval(start_step, evaluations)
-    writer.flush()
-    # Appended to the run's record; training's own result stays.
-    evaluation = dict(step=start_step, **evaluations,
-                      num_devices=jax.device_count(), time=time.time(),
-                      wall_time_sec=round(time.time() - start_time, 1))
-    results = run_record.read_results(workdir, jax.process_index() == 0) or results_record(
-        config, model_info, {}, start_step, [], task.main_metric)
-    results.setdefault('evaluations', []).append(evaluation)
-    if is_writer:
-      run_record.write_results(workdir, results)
-    return {**results, **evaluations}
-
-  # ------------------------------------------------------------------- loop
+      run.builder, config.input, size=run.in_size,
+      local_batch_size=run.local_eval_batch, num_batches=1))['image'][:4]
+  make_panels = image_summaries.panel_fn(run.eval_model)
   train_iter = input_pipeline.train_batches(
-      builder, config.input, size=in_size, start_step=start_step,
-      steps_per_epoch=steps_per_epoch, local_batch_size=local_batch,
+      run.builder, config.input, size=run.in_size, start_step=run.start_step,
+      steps_per_epoch=run.steps_per_epoch, local_batch_size=run.local_batch,
       seed=config.seed)
   hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps,
                                            writer=writer)]
   if config.profile_steps and jax.process_index() == 0:
-    hooks.append(periodic_actions.Profile(num_profile_steps=config.profile_steps,
-                                          logdir=str(workdir)))
+    hooks.append(periodic_actions.Profile(
+        num_profile_steps=config.profile_steps, logdir=str(run.workdir)))
   pending = []  # Per-step metrics still on device: no host sync every step.
-  last_log_time, last_log_step = time.time(), start_step
+  last_log_time, last_log_step = time.time(), run.start_step
   evaluations = {}
   logging.info('Training from step %d to %d (%d steps per epoch).',
-               start_step, total_steps, steps_per_epoch)
+               run.start_step, total_steps, run.steps_per_epoch)
 
-  watcher = preemption.PreemptionWatcher()
-  saver = checkpoints.Saver(mgr)
-  try:
-    for step in range(start_step + 1, total_steps + 1):
-      batch = to_global(next(train_iter))
-      state, step_metrics = p_train_step(state, batch,
-                                         jax.random.fold_in(rng, step))
+  with guards.Guards(owner, run.mgr, segments) as guard:
+    for step in range(run.start_step + 1, total_steps + 1):
+      batch = to_global(next(train_iter), run.mesh)
+      state, step_metrics = run.program.train_step(
+          state, batch, jax.random.fold_in(run.rng, step))
       pending.append(step_metrics)
       for hook in hooks:
         hook(step)
-      owner.heartbeat()
-      saver.check()  # A failed background save stops the run here.
-      is_last = step == total_steps
+      guard.step_done()
       save_now = itstime(step, config.checkpoint_every_steps, total_steps)
       log_now = itstime(step, config.log_every_steps, total_steps)
       if save_now or log_now:
-        # Every checkpoint follows a check of every loss since the last one,
-        # so a saved state is never past a non-finite loss.
-        check_finite(pending, step, mgr.latest_step())
+        # A checkpoint or a log line only after a check of every loss since
+        # the last: a saved state is never past a non-finite loss.
+        guard.check_losses(pending, step)
       if log_now:
         elapsed = time.time() - last_log_time
         scalars = mean_metrics(pending)
@@ -491,35 +506,71 @@ def _run(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
         pending, last_log_time, last_log_step = [], time.time(), step
       if config.image_summary_every_steps and itstime(
           step, config.image_summary_every_steps, total_steps):
-        write_images(step, state)
+        panels = make_panels({'params': state['params'],
+                              'batch_stats': state['batch_stats']},
+                             image_batch)
+        writer.write_images(step, {f'resizer/{k}': v
+                                   for k, v in panels.items()})
       if itstime(step, config.eval_every_steps, total_steps):
-        evaluations = evaluate_all(state)
-        write_eval(step, evaluations)
+        evaluations = evaluate(run, state)
+        write_eval(writer, step, evaluations)
         logging.info('Eval at step %d: %s', step, evaluations)
       if save_now:
-        saver.save(state)
-        segments.update(step)
-      if not is_last and watcher.should_stop(step):
-        check_finite(pending, step, mgr.latest_step())
-        saver.save(state)
-        saver.close()
-        segments.update(step)
-        raise preemption.Preempted(
-            f'Preempted (SIGTERM) after step {step}: checkpoint saved in '
-            f'{mgr.directory}. Rerun the same command to resume.')
-  finally:
-    watcher.close()
-    saver.close()
+        guard.save(step, state)
+      if step != total_steps:
+        guard.stop_if_preempted(step, state, pending)
   writer.flush()
   if not evaluations:  # Nothing left to train: evaluate the restored state.
-    evaluations = evaluate_all(state)
+    evaluations = evaluate(run, state)
   segments.update(int(state['step']))
   results = results_record(config, model_info, evaluations,
                            int(state['step']), segments.all(),
-                           task.main_metric)
-  if is_writer:
-    run_record.write_results(workdir, results)
+                           run.task.main_metric)
+  if jax.process_index() == 0:
+    run_record.write_results(run.workdir, results)
   return results
+
+
+# ---------------------------------------------------------------- evaluation
+
+def to_global(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+  """This process's numpy batch → one global array sharded over `mesh`."""
+  sharded = NamedSharding(mesh, P(AXIS))
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
+
+
+def evaluate(run: Run, state) -> dict[str, dict[str, float]]:
+  """{'eval': the metrics of the parameters over the whole eval split,
+  'eval_ema': those of the EMA weights (if kept), with the live BatchNorm
+  statistics}."""
+  metrics = {'eval': _evaluate_params(run, state)}
+  if 'ema_params' in state:
+    metrics['eval_ema'] = _evaluate_params(
+        run, {**state, 'params': state['ema_params']})
+  return metrics
+
+
+def _evaluate_params(run: Run, state) -> dict[str, float]:
+  """The task's metrics of `state`, every example counted once (the last
+  batch is padded and masked), gathered from every process."""
+  outputs = []
+  for batch in input_pipeline.eval_batches(
+      run.builder, config.input, size=run.in_size,
+      local_batch_size=run.local_eval_batch, num_batches=run.num_eval_batches):
+    outputs.append(run.program.eval_step(state, to_global(batch, run.mesh)))
+  gathered = multihost_utils.process_allgather(outputs, tiled=True)
+  merged = {k: np.concatenate([np.asarray(o[k]) for o in gathered])
+            for k in gathered[0]}
+  return run.task.summarize(merged)
+
+
+def write_eval(writer, step: int, metrics: dict[str, dict[str, float]]
+               ) -> None:
+  """Evaluations as TensorBoard scalars: eval/top1_accuracy, eval_ema/..."""
+  writer.write_scalars(step, {f'{name}/{k}': v
+                              for name, values in metrics.items()
+                              for k, v in values.items()})
 
 
 # ----------------------------------------------------------------- helpers
@@ -543,18 +594,6 @@ def progress_line(step: int, total_steps: int, scalars: dict[str, float]
   return (f'step {step}/{total_steps} ({100 * step // total_steps}%) · '
           f"{scalars['images_per_sec']:.0f} img/s · loss {scalars['loss']:.4f} · "
           f'ETA {datetime.timedelta(seconds=round(eta))}')
-
-
-def check_finite(pending: list[dict[str, jnp.ndarray]], step: int,
-                 last_checkpoint: int | None) -> None:
-  """Raises at the first step whose training loss was NaN or infinite."""
-  losses = np.asarray(jax.device_get([m['loss'] for m in pending]))
-  bad = np.flatnonzero(~np.isfinite(losses))
-  if bad.size:
-    first = step - len(pending) + 1 + int(bad[0])
-    raise FloatingPointError(
-        f'Training loss is {losses[bad[0]]} at step {first}; stopping. The '
-        f'last good checkpoint is step {last_checkpoint} (not overwritten).')
 
 
 def flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:

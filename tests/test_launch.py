@@ -58,14 +58,14 @@ def test_scripts_are_shellcheck_clean():
   assert result.returncode == 0, result.stdout
 
 
-def readme_blocks_after(heading):
-  text = open(os.path.join(ROOT, 'README.md')).read()
+def cloud_doc_blocks_after(heading):
+  text = open(os.path.join(ROOT, 'docs', 'cloud.md')).read()
   section = text[text.index(heading):]
   return re.findall(r'```sh\n(.*?)```', section, re.S)
 
 
-def test_readme_tpu_commands_dry_run_to_the_readme_gcloud_commands(env):
-  commands, expected = readme_blocks_after('## Training on Cloud TPU')[:2]
+def test_the_cloud_docs_tpu_commands_dry_run_to_their_gcloud_commands(env):
+  commands, expected = cloud_doc_blocks_after('## Training on Cloud TPU')[:2]
   printed = []
   for line in commands.strip().splitlines():
     result = sh([*line.split(), '--dry-run'], env)
