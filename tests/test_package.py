@@ -37,3 +37,28 @@ def test_the_tools_import_neither_jax_nor_tensorflow_before_their_help():
   out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                        text=True, check=True).stdout
   assert out.strip() == '[]'
+
+
+def imports_of(module: str) -> set[str]:
+  """The modules `module`'s source imports (at any depth of its code)."""
+  import ast
+  import os
+  path = os.path.join(os.path.dirname(resizer.__file__),
+                      *module.split('.')[1:]) + '.py'
+  names = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.Import):
+      names |= {a.name for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names |= {f'{node.module}.{a.name}' for a in node.names} | {node.module}
+  return names
+
+
+def test_checkpoints_hold_checkpoint_io_only():
+  """What a workdir holds besides checkpoints (config.json, results.json,
+  imported.json) has one home, run_record: checkpoints.py reads neither it
+  nor a config file, and the config checks need no checkpoint code."""
+  assert not {n for n in imports_of('resizer.checkpoints')
+              if n.startswith(('resizer.run_record', 'configs'))}
+  assert 'resizer.checkpoints' not in imports_of('resizer.config_checks')
+  assert 'resizer.run_record' in imports_of('resizer.config_checks')
