@@ -556,7 +556,7 @@ def _evaluate_params(run: Run, state) -> dict[str, float]:
   batch is padded and masked), gathered from every process."""
   outputs = []
   for batch in input_pipeline.eval_batches(
-      run.builder, config.input, size=run.in_size,
+      run.builder, run.config.input, size=run.in_size,
       local_batch_size=run.local_eval_batch, num_batches=run.num_eval_batches):
     outputs.append(run.program.eval_step(state, to_global(batch, run.mesh)))
   gathered = multihost_utils.process_allgather(outputs, tiled=True)
