@@ -7,11 +7,10 @@ Each block's own fields are checked by what builds from it (`tasks.get_task`,
 `validate`.
 """
 
-from typing import Any
-
 import ml_collections
 
 from resizer import datasets, paths, run_record
+from resizer.errors import ConfigError, require
 from resizer.models import composite
 
 TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
@@ -19,22 +18,12 @@ TF_RESIZE_METHODS = ('bilinear', 'bicubic', 'nearest', 'area', 'lanczos3',
 REQUIRED_BLOCKS = ('input', 'model', 'resizer', 'optim', 'loss', 'init_from')
 
 
-class ConfigError(ValueError):
-  """A config value that cannot work."""
-
-
-def require(ok: bool, key: str, value: Any, expected: str) -> None:
-  """ConfigError 'config.KEY=VALUE is invalid; expected EXPECTED.' unless ok."""
-  if not ok:
-    raise ConfigError(f'config.{key}={value!r} is invalid; expected {expected}.')
-
-
 def _positive_int(config, key: str, allow_zero: bool = False) -> None:
   value = config[key] if '.' not in key else config[key.split('.')[0]][
       key.split('.')[1]]
   low = 0 if allow_zero else 1
   require(isinstance(value, int) and not isinstance(value, bool)
-           and value >= low, key, value, f'an integer >= {low}')
+           and value >= low, f'config.{key}', value, f'an integer >= {low}')
 
 
 def require_blocks(config: ml_collections.ConfigDict) -> None:
@@ -71,40 +60,45 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   for key in ('batch_size', 'eval_batch_size'):
     _positive_int(config, f'input.{key}')
     require(inp[key] % num_devices == 0 and inp[key] % num_processes == 0,
-             f'input.{key}', inp[key],
+             f'config.input.{key}', inp[key],
              f'a multiple of the device count ({num_devices}) and of the '
              f'process count ({num_processes})')
   for key in ('crop_area_range', 'aspect_ratio_range'):
     lo, hi = inp[key]
     require(0 < lo <= hi and (key != 'crop_area_range' or hi <= 1),
-             f'input.{key}', tuple(inp[key]), '0 < low <= high (<= 1 for areas)')
-  require(0 < inp.eval_crop_fraction <= 1, 'input.eval_crop_fraction',
-           inp.eval_crop_fraction, 'a fraction in (0, 1]')
-  require(inp.interpolation in TF_RESIZE_METHODS, 'input.interpolation',
-           inp.interpolation, f'one of {list(TF_RESIZE_METHODS)}')
+            f'config.input.{key}', tuple(inp[key]),
+            '0 < low <= high (<= 1 for areas)')
+  require(0 < inp.eval_crop_fraction <= 1,
+          'config.input.eval_crop_fraction', inp.eval_crop_fraction,
+          'a fraction in (0, 1]')
+  require(inp.interpolation in TF_RESIZE_METHODS,
+          'config.input.interpolation', inp.interpolation,
+          f'one of {list(TF_RESIZE_METHODS)}')
   maker = inp.make_manual_dir
-  require(maker in ('', *datasets.MANUAL_DIR_MAKERS), 'input.make_manual_dir',
-           maker, f"'' or one of {list(datasets.MANUAL_DIR_MAKERS)}")
+  require(maker in ('', *datasets.MANUAL_DIR_MAKERS),
+          'config.input.make_manual_dir', maker,
+          f"'' or one of {list(datasets.MANUAL_DIR_MAKERS)}")
 
   accumulate = config.optim.accumulate_steps
   require(inp.batch_size % (num_devices * accumulate) == 0,
-           'optim.accumulate_steps', accumulate,
+           'config.optim.accumulate_steps', accumulate,
            f'a divisor of input.batch_size ({inp.batch_size}) / the device '
            f'count ({num_devices})')
 
   ema_decay = config.ema_decay
-  require(0 <= ema_decay < 1, 'ema_decay', ema_decay,
+  require(0 <= ema_decay < 1, 'config.ema_decay', ema_decay,
            'a number in [0, 1) (0: no EMA)')
   _positive_int(config, 'total_steps', allow_zero=True)
-  require(config.total_steps > 0 or config.num_epochs > 0, 'num_epochs',
-           config.num_epochs, 'a positive number when total_steps is 0')
+  require(config.total_steps > 0 or config.num_epochs > 0,
+          'config.num_epochs', config.num_epochs,
+          'a positive number when total_steps is 0')
   for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
               'keep_checkpoints'):
     _positive_int(config, key)
   for key in ('image_summary_every_steps', 'profile_steps'):
     _positive_int(config, key, allow_zero=True)
   parts = ('all', *composite.PARTS)
-  require(config.init_from.parts in parts, 'init_from.parts',
+  require(config.init_from.parts in parts, 'config.init_from.parts',
            config.init_from.parts, f'one of {list(parts)}')
   if config.init_from.workdir and not resuming:
     _validate_warm_start_source(config, source)
@@ -139,12 +133,12 @@ def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
   """Checks that need the dataset's metadata (but not its records)."""
   if info.num_classes is not None and config.task == 'classification':
     require(config.model.num_classes == info.num_classes,
-             'model.num_classes', config.model.num_classes,
+             'config.model.num_classes', config.model.num_classes,
              f'{info.num_classes}, the class count of {config.input.dataset}')
   if config.task == 'iqa':
     require(len(info.label_shape) == 1,
-             'input.label_key', config.input.label_key,
+             'config.input.label_key', config.input.label_key,
              'a feature holding one rating distribution per example')
     require(config.model.num_classes == info.label_shape[0],
-             'model.num_classes', config.model.num_classes,
+             'config.model.num_classes', config.model.num_classes,
              f'{info.label_shape[0]}, the rating bins of {config.input.label_key}')

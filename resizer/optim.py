@@ -7,7 +7,7 @@ import jax
 import ml_collections
 import optax
 
-from resizer import config_checks
+from resizer.errors import require
 from resizer.models import composite
 
 SCHEDULES = ('step', 'cosine', 'constant')
@@ -18,21 +18,21 @@ def check(optim: ml_collections.ConfigDict) -> None:
   """Raises a ConfigError (a ValueError) naming the first bad field of a
   `config.optim` block; `make_optimizer` runs it too, but it needs no step
   counts, so the trainer can call it before reading any data."""
-  require = config_checks.require
-  require(optim.name in OPTIMIZERS, 'optim.name', optim.name,
+  require(optim.name in OPTIMIZERS, 'config.optim.name', optim.name,
           f'one of {list(OPTIMIZERS)}')
-  require(optim.schedule in SCHEDULES, 'optim.schedule', optim.schedule,
-          f'one of {list(SCHEDULES)}')
-  require(optim.freeze in ('',) + composite.PARTS, 'optim.freeze',
+  require(optim.schedule in SCHEDULES, 'config.optim.schedule',
+          optim.schedule, f'one of {list(SCHEDULES)}')
+  require(optim.freeze in ('',) + composite.PARTS, 'config.optim.freeze',
           optim.freeze, f"'' or one of {list(composite.PARTS)}")
-  require(optim.learning_rate > 0, 'optim.learning_rate', optim.learning_rate,
-          'a positive number')
+  require(optim.learning_rate > 0, 'config.optim.learning_rate',
+          optim.learning_rate, 'a positive number')
   for part in composite.PARTS:
     key = f'{part}_lr_mult'
-    require(optim[key] >= 0, f'optim.{key}', optim[key], 'a number >= 0')
+    require(optim[key] >= 0, f'config.optim.{key}', optim[key],
+            'a number >= 0')
   accumulate = optim.accumulate_steps
   require(isinstance(accumulate, int) and not isinstance(accumulate, bool)
-          and accumulate >= 1, 'optim.accumulate_steps', accumulate,
+          and accumulate >= 1, 'config.optim.accumulate_steps', accumulate,
           'an integer >= 1')
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from resizer.errors import require
 from resizer.models.common import Dtype, ModuleDef
 
 # Names accepted for `interpolation`, mapped to `jax.image.resize` methods.
@@ -31,20 +32,19 @@ INTERPOLATIONS = {
 }
 
 
-def _check(ok: bool, owner: str, field: str, value, expected: str):
-  if not ok:
-    raise ValueError(f'{owner}: {field}={value!r} is invalid; expected {expected}.')
+def _require(ok: bool, owner: str, field: str, value, expected: str) -> None:
+  require(ok, f'{owner}: {field}', value, expected)
 
 
 def check_size(owner: str, field: str, size) -> None:
   """Checks that `size` is a (height, width) pair of positive ints."""
-  _check(isinstance(size, Sequence) and len(size) == 2
+  _require(isinstance(size, Sequence) and len(size) == 2
          and all(isinstance(s, int) and s > 0 for s in size),
          owner, field, size, 'a (height, width) pair of positive integers')
 
 
 def check_interpolation(owner: str, interpolation: str) -> None:
-  _check(interpolation in INTERPOLATIONS, owner, 'interpolation',
+  _require(interpolation in INTERPOLATIONS, owner, 'interpolation',
          interpolation, f'one of {sorted(INTERPOLATIONS)}')
 
 
@@ -236,9 +236,9 @@ class LearnedResizer(nn.Module):
     owner = 'LearnedResizer'
     check_size(owner, 'out_size', self.out_size)
     check_interpolation(owner, self.interpolation)
-    _check(isinstance(self.num_filters, int) and self.num_filters >= 1, owner,
+    _require(isinstance(self.num_filters, int) and self.num_filters >= 1, owner,
            'num_filters', self.num_filters, 'an integer >= 1')
-    _check(isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
+    _require(isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
            owner, 'num_res_blocks', self.num_res_blocks, 'an integer >= 1')
     super().__post_init__()
 
@@ -325,9 +325,9 @@ class MullerResizer(nn.Module):
     owner = 'MullerResizer'
     check_size(owner, 'out_size', self.out_size)
     check_interpolation(owner, self.interpolation)
-    _check(isinstance(self.num_layers, int) and self.num_layers >= 1, owner,
+    _require(isinstance(self.num_layers, int) and self.num_layers >= 1, owner,
            'num_layers', self.num_layers, 'an integer >= 1')
-    _check(isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1,
+    _require(isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1,
            owner, 'kernel_size', self.kernel_size, 'an odd positive integer')
     super().__post_init__()
 
