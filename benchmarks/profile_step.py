@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step  # pylint: disable=g-import-not-at-top
 
 from resizer.models import composite  # pylint: disable=g-import-not-at-top
+from resizer.models.common import CONV_IMPLS  # pylint: disable=g-import-not-at-top
 
 # Host-side wrappers around the operations, not operations themselves.
 _NOT_OPS = ('ThunkExecutor', 'SlinkyThreadPool', 'ThreadpoolListener')
@@ -98,6 +99,10 @@ def main(argv=None) -> dict:
   parser.add_argument('--batch_size', type=int, default=8)
   parser.add_argument('--dtype', default=None, choices=composite.DTYPES)
   parser.add_argument('--remat', default=None, choices=composite.REMAT)
+  parser.add_argument('--conv_impl', default='cpu_forms',
+                      choices=list(CONV_IMPLS),
+                      help="config.model.conv_impl, as benchmarks/train_step.py "
+                           "takes it")
   parser.add_argument('--steps', type=int, default=2)
   parser.add_argument('--top', type=int, default=30)
   args = parser.parse_args(argv)

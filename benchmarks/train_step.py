@@ -114,19 +114,17 @@ def synthetic_batch(spec: dict, num_classes: int) -> dict[str, np.ndarray]:
 
 
 def memory(compiled, batch_size: int, num_devices: int) -> dict:
-  """XLA's memory analysis of a compiled step, per device program."""
-  m = compiled.memory_analysis()
-  total = (m.argument_size_in_bytes + m.output_size_in_bytes
-           - m.alias_size_in_bytes + m.temp_size_in_bytes)
-  per_device_batch = batch_size // num_devices
+  """XLA's memory analysis of a compiled step, per device program (the
+  pre-flight's `preflight.Memory`), in MiB."""
+  m = preflight.Memory.of(compiled)
+  mib = lambda size: size / 2**20
   return dict(
-      argument_mib=round(m.argument_size_in_bytes / 2**20, 1),
-      output_mib=round(m.output_size_in_bytes / 2**20, 1),
-      alias_mib=round(m.alias_size_in_bytes / 2**20, 1),
-      temp_mib=round(m.temp_size_in_bytes / 2**20, 1),
-      temp_mib_per_image=round(m.temp_size_in_bytes / 2**20
-                               / per_device_batch, 2),
-      total_mib=round(total / 2**20, 1))
+      argument_mib=round(mib(m.argument), 1),
+      output_mib=round(mib(m.output), 1),
+      alias_mib=round(mib(m.alias), 1),
+      temp_mib=round(mib(m.temp), 1),
+      temp_mib_per_image=round(mib(m.temp) / (batch_size // num_devices), 2),
+      total_mib=round(mib(m.total), 1))
 
 
 def largest_batch(needs_mib: Callable[[int], float], hbm_gib: float,
