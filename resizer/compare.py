@@ -235,8 +235,8 @@ if __name__ == '__main__':
                     'Resizer choices at the config sizes.')
   flags.DEFINE_float(
       'flops_margin', 1.0, 'The ladder climbs until a rung costs this many '
-      "times the learned model's GFLOPs (at least 1: equal compute).",
-      lower_bound=1.0)
+      "times the learned model's GFLOPs (1: equal compute; 0: only the "
+      'first rung).', lower_bound=0.0)
   flags.DEFINE_multi_string(
       'set', [], 'KEY=VALUE passed to every run as --config.KEY=VALUE.')
   flags.DEFINE_bool('print_only', False,

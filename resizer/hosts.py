@@ -63,6 +63,10 @@ class _Job:
   stop_callbacks: list[Callable[[str], None]]
   deciding: threading.Event  # Set: the main thread handles a failure.
   ending: threading.Event    # Set: the process is exiting normally.
+  # The process's stderr as it started: the error line goes there even
+  # while fd 2 is held elsewhere (cli.import_tensorflow hides TensorFlow's
+  # start-up lines by pointing it at a temporary file).
+  log: int
 
 
 _job: _Job | None = None
@@ -82,7 +86,8 @@ def start() -> None:
   if client is None or jax.process_count() == 1:
     return
   _job = _Job(client, jax.process_index(), jax.process_count(),
-              socket.gethostname(), [], threading.Event(), threading.Event())
+              socket.gethostname(), [], threading.Event(), threading.Event(),
+              os.dup(sys.stderr.fileno()))
   client.key_value_set(_key('host', _job.index), _job.host)
   watch = threading.Thread(target=_watch, args=(_job,), daemon=True,
                            name='resizer-hosts')
@@ -221,10 +226,14 @@ def _finish(job: _Job, reason: str) -> None:
       _wait_for_the_others(job)
     except Exception:  # The service is gone already.
       pass
-  # The last line of the log, written in one piece.
+  # The last line of the log, written in one piece: the other threads (the
+  # main one may still be logging) write to /dev/null from here on.
   sys.stdout.flush()
   sys.stderr.flush()
-  os.write(sys.stderr.fileno(), f'\nerror: {reason}\n'.encode())
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  for stream in (sys.stdout, sys.stderr):
+    os.dup2(devnull, stream.fileno())
+  os.write(job.log, f'\nerror: {reason}\n'.encode())
   os._exit(1)
 
 

@@ -306,10 +306,12 @@ def import_weights(model: str, source: str, out: str,
     raise WeightsMismatch(f'{source}: has no classifier tensor {head!r}; is '
                           f'it a {model} file?')
   convention = 'keras' if fmt == 'keras' else 'torchvision'
-  model_cfg = dict(common.base_config().model.to_dict(), name=model,
-                   num_classes=int(num_classes), dtype='float32',
+  # What the weights are; the backbone is built with base_config's
+  # remaining model fields.
+  model_cfg = dict(name=model, num_classes=int(num_classes), dtype='float32',
                    convention=convention)
-  backbone = composite.build_backbone(model_cfg)
+  backbone = composite.build_backbone(
+      dict(common.base_config().model.to_dict(), **model_cfg))
   shapes = jax.eval_shape(
       lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
                             train=False))

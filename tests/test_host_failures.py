@@ -89,7 +89,8 @@ def test_an_exception_at_start_up_stops_both_naming_the_process(
   assert exits_within_bound(job, started) == [1, 1]
   line = (f'error: process 1 ({HOST}) failed: RuntimeError: injected fault: '
           'fine_gratings/tiny is not ready here')
-  assert job.last_line(0) == line and job.last_line(1) == line
+  assert job.last_line(0) == line, job.log(0)[-3000:]
+  assert job.last_line(1) == line, job.log(1)[-3000:]
 
 
 def test_an_exception_mid_training_stops_both_and_a_rerun_resumes(
