@@ -23,7 +23,7 @@ def _positive_int(config, key: str, allow_zero: bool = False) -> None:
       key.split('.')[1]]
   low = 0 if allow_zero else 1
   require(isinstance(value, int) and not isinstance(value, bool)
-           and value >= low, f'config.{key}', value, f'an integer >= {low}')
+          and value >= low, f'config.{key}', value, f'an integer >= {low}')
 
 
 def require_blocks(config: ml_collections.ConfigDict) -> None:
@@ -60,9 +60,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   for key in ('batch_size', 'eval_batch_size'):
     _positive_int(config, f'input.{key}')
     require(inp[key] % num_devices == 0 and inp[key] % num_processes == 0,
-             f'config.input.{key}', inp[key],
-             f'a multiple of the device count ({num_devices}) and of the '
-             f'process count ({num_processes})')
+            f'config.input.{key}', inp[key],
+            f'a multiple of the device count ({num_devices}) and of the '
+            f'process count ({num_processes})')
   for key in ('crop_area_range', 'aspect_ratio_range'):
     lo, hi = inp[key]
     require(0 < lo <= hi and (key != 'crop_area_range' or hi <= 1),
@@ -81,13 +81,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
 
   accumulate = config.optim.accumulate_steps
   require(inp.batch_size % (num_devices * accumulate) == 0,
-           'config.optim.accumulate_steps', accumulate,
-           f'a divisor of input.batch_size ({inp.batch_size}) / the device '
-           f'count ({num_devices})')
+          'config.optim.accumulate_steps', accumulate,
+          f'a divisor of input.batch_size ({inp.batch_size}) / the device '
+          f'count ({num_devices})')
 
   ema_decay = config.ema_decay
   require(0 <= ema_decay < 1, 'config.ema_decay', ema_decay,
-           'a number in [0, 1) (0: no EMA)')
+          'a number in [0, 1) (0: no EMA)')
   _positive_int(config, 'total_steps', allow_zero=True)
   require(config.total_steps > 0 or config.num_epochs > 0,
           'config.num_epochs', config.num_epochs,
@@ -99,7 +99,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     _positive_int(config, key, allow_zero=True)
   parts = ('all', *composite.PARTS)
   require(config.init_from.parts in parts, 'config.init_from.parts',
-           config.init_from.parts, f'one of {list(parts)}')
+          config.init_from.parts, f'one of {list(parts)}')
   if config.init_from.workdir and not resuming:
     _validate_warm_start_source(config, source)
 
@@ -133,12 +133,13 @@ def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
   """Checks that need the dataset's metadata (but not its records)."""
   if info.num_classes is not None and config.task == 'classification':
     require(config.model.num_classes == info.num_classes,
-             'config.model.num_classes', config.model.num_classes,
-             f'{info.num_classes}, the class count of {config.input.dataset}')
+            'config.model.num_classes', config.model.num_classes,
+            f'{info.num_classes}, the class count of {config.input.dataset}')
   if config.task == 'iqa':
     require(len(info.label_shape) == 1,
-             'config.input.label_key', config.input.label_key,
-             'a feature holding one rating distribution per example')
+            'config.input.label_key', config.input.label_key,
+            'a feature holding one rating distribution per example')
     require(config.model.num_classes == info.label_shape[0],
-             'config.model.num_classes', config.model.num_classes,
-             f'{info.label_shape[0]}, the rating bins of {config.input.label_key}')
+            'config.model.num_classes', config.model.num_classes,
+            f'{info.label_shape[0]}, the rating bins of '
+            f'{config.input.label_key}')

@@ -100,7 +100,8 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps_per_epoch: int,
       parts[part] = _base_optimizer(
           optim, lambda step, m=mult: m * schedule(step))
   tx = optax.multi_transform(
-      parts, lambda params: {k: k if k in composite.PARTS else 'backbone' for k in params})
+      parts, lambda params: {k: k if k in composite.PARTS else 'backbone'
+                             for k in params})
   if optim.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), tx)
   return tx, schedule

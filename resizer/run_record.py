@@ -33,7 +33,7 @@ RESULTS_JSON = 'results.json'
 IMPORTED_JSON = 'imported.json'
 
 # Every key of configs/common.base_config is classified for a resume, and
-# tests/test_run_record.py fails on one that is not. A new key goes into
+# tests/test_config_keys.py fails on one that is not. A new key goes into
 # TRAINING_KEYS or FREE_KEYS and, because runs recorded before it lack it,
 # into ADDED_KEYS with the value that reproduces them.
 

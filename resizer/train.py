@@ -323,11 +323,11 @@ class Run(NamedTuple):
   eval_model: nn.Module
   builder: Any                # The TFDS builder of config.input.
   workdir: Any                # paths.resolve'd.
-  mesh: jax.sharding.Mesh
+  batch_sharding: NamedSharding  # Global batches, over the mesh's AXIS.
   program: Program
   rng: jax.Array
   mgr: Any                    # The workdir's checkpoint manager.
-  in_size: tuple[int, int]   # Of the images the pipeline gives.
+  in_size: tuple[int, int]    # Of the images the pipeline gives.
   local_batch: int            # This process's share of the global batch.
   local_eval_batch: int
   start_step: int
@@ -418,9 +418,9 @@ def set_up(config: ml_collections.ConfigDict, parts: Parts, builder, workdir,
   elif config.eval_only:
     raise FileNotFoundError(f'config.eval_only is set but {workdir} has no '
                             'checkpoint to evaluate.')
-  return Run(config, parts.task, parts.eval_model, builder, workdir, mesh,
-             program, rng, mgr, composite.sizes(config.resizer).input,
-             local_batch, local_eval_batch, int(state['step']), total_steps,
+  return Run(config, parts.task, parts.eval_model, builder, workdir,
+             NamedSharding(mesh, P(AXIS)), program, rng, mgr,
+             composite.sizes(config.resizer).input, local_batch, local_eval_batch, int(state['step']), total_steps,
              steps_per_epoch, num_eval_batches, config_changes,
              start_time), state
 
@@ -481,7 +481,7 @@ def train(run: Run, state, writer, model_info: dict[str, Any],
 
   with guards.Guards(owner, run.mgr, segments) as guard:
     for step in range(run.start_step + 1, total_steps + 1):
-      batch = to_global(next(train_iter), run.mesh)
+      batch = to_global(next(train_iter), run.batch_sharding)
       state, step_metrics = run.program.train_step(
           state, batch, jax.random.fold_in(run.rng, step))
       pending.append(step_metrics)
@@ -533,11 +533,11 @@ def train(run: Run, state, writer, model_info: dict[str, Any],
 
 # ---------------------------------------------------------------- evaluation
 
-def to_global(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-  """This process's numpy batch → one global array sharded over `mesh`."""
-  sharded = NamedSharding(mesh, P(AXIS))
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding
+              ) -> dict[str, jax.Array]:
+  """This process's numpy batch → one global array, placed by `sharding`."""
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
+      lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 def evaluate(run: Run, state) -> dict[str, dict[str, float]]:
@@ -558,7 +558,8 @@ def _evaluate_params(run: Run, state) -> dict[str, float]:
   for batch in input_pipeline.eval_batches(
       run.builder, run.config.input, size=run.in_size,
       local_batch_size=run.local_eval_batch, num_batches=run.num_eval_batches):
-    outputs.append(run.program.eval_step(state, to_global(batch, run.mesh)))
+    outputs.append(run.program.eval_step(
+        state, to_global(batch, run.batch_sharding)))
   gathered = multihost_utils.process_allgather(outputs, tiled=True)
   merged = {k: np.concatenate([np.asarray(o[k]) for o in gathered])
             for k in gathered[0]}

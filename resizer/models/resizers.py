@@ -32,20 +32,17 @@ INTERPOLATIONS = {
 }
 
 
-def _require(ok: bool, owner: str, field: str, value, expected: str) -> None:
-  require(ok, f'{owner}: {field}', value, expected)
-
-
 def check_size(owner: str, field: str, size) -> None:
   """Checks that `size` is a (height, width) pair of positive ints."""
-  _require(isinstance(size, Sequence) and len(size) == 2
-         and all(isinstance(s, int) and s > 0 for s in size),
-         owner, field, size, 'a (height, width) pair of positive integers')
+  require(isinstance(size, Sequence) and len(size) == 2
+          and all(isinstance(s, int) and s > 0 for s in size),
+          f'{owner}: {field}', size,
+          'a (height, width) pair of positive integers')
 
 
 def check_interpolation(owner: str, interpolation: str) -> None:
-  _require(interpolation in INTERPOLATIONS, owner, 'interpolation',
-         interpolation, f'one of {sorted(INTERPOLATIONS)}')
+  require(interpolation in INTERPOLATIONS, f'{owner}: interpolation',
+          interpolation, f'one of {sorted(INTERPOLATIONS)}')
 
 
 def resize(x: jnp.ndarray, out_size: Sequence[int], interpolation: str,
@@ -236,10 +233,10 @@ class LearnedResizer(nn.Module):
     owner = 'LearnedResizer'
     check_size(owner, 'out_size', self.out_size)
     check_interpolation(owner, self.interpolation)
-    _require(isinstance(self.num_filters, int) and self.num_filters >= 1, owner,
-           'num_filters', self.num_filters, 'an integer >= 1')
-    _require(isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
-           owner, 'num_res_blocks', self.num_res_blocks, 'an integer >= 1')
+    require(isinstance(self.num_filters, int) and self.num_filters >= 1,
+            f'{owner}: num_filters', self.num_filters, 'an integer >= 1')
+    require(isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
+            f'{owner}: num_res_blocks', self.num_res_blocks, 'an integer >= 1')
     super().__post_init__()
 
   def naive(self, x):
@@ -325,10 +322,11 @@ class MullerResizer(nn.Module):
     owner = 'MullerResizer'
     check_size(owner, 'out_size', self.out_size)
     check_interpolation(owner, self.interpolation)
-    _require(isinstance(self.num_layers, int) and self.num_layers >= 1, owner,
-           'num_layers', self.num_layers, 'an integer >= 1')
-    _require(isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1,
-           owner, 'kernel_size', self.kernel_size, 'an odd positive integer')
+    require(isinstance(self.num_layers, int) and self.num_layers >= 1,
+            f'{owner}: num_layers', self.num_layers, 'an integer >= 1')
+    require(isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1,
+            f'{owner}: kernel_size', self.kernel_size,
+            'an odd positive integer')
     super().__post_init__()
 
   def naive(self, x):
